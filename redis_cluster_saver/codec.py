@@ -1,0 +1,117 @@
+"""Byte formats of stored values: framed records, metadata JSON, channel values.
+
+Values are the serializer's own bytes (``dumps_typed``) stored in hash fields, so
+any ``SerializerProtocol`` works (including ``EncryptedSerializer``) and no base64
+or JSON module is involved. Records of several parts use a length-prefixed frame.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+_LEN = struct.Struct(">I")
+_JSON_OPTS = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+METADATA_FIELD = "m:"
+
+
+def to_bytes(value: str | bytes) -> bytes:
+    return value if isinstance(value, bytes) else value.encode("utf-8")
+
+
+def pack(parts: Iterable[str | bytes]) -> bytes:
+    """Concatenate parts, each preceded by its 4-byte length."""
+    out = bytearray()
+    for part in parts:
+        raw = to_bytes(part)
+        out += _LEN.pack(len(raw))
+        out += raw
+    return bytes(out)
+
+
+def unpack(frame: bytes) -> list[bytes]:
+    """Inverse of :func:`pack`."""
+    parts: list[bytes] = []
+    view = memoryview(frame)
+    pos = 0
+    while pos < len(view):
+        (size,) = _LEN.unpack_from(view, pos)
+        pos += 4
+        parts.append(bytes(view[pos : pos + size]))
+        pos += size
+    return parts
+
+
+def _reject(value: Any) -> Any:
+    raise TypeError(f"type {type(value).__name__} is not JSON serializable")
+
+
+def _canonical(value: Any) -> Any:
+    """Integral floats compare equal to ints in Python, so they must store the same."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def dump_json(value: Any) -> bytes:
+    """Canonical JSON (sorted keys) so equal values give equal bytes, for exact filters."""
+    return orjson.dumps(_canonical(value), option=_JSON_OPTS, default=_reject)
+
+
+def dump_metadata(metadata: Mapping[str, Any]) -> dict[str, bytes]:
+    """One hash field per top-level key: lets scripts filter by byte equality.
+
+    Raises ValueError naming the key whose value is not JSON-serialisable.
+    """
+    fields: dict[str, bytes] = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str):
+            raise TypeError(f"metadata keys must be strings, got {key!r}")
+        try:
+            fields[METADATA_FIELD + key] = dump_json(value)
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            raise ValueError(
+                f"metadata[{key!r}] is not JSON-serialisable: {exc}"
+            ) from None
+    return fields
+
+
+def load_metadata(fields: Mapping[bytes, bytes]) -> dict[str, Any]:
+    prefix = METADATA_FIELD.encode()
+    return {
+        k[len(prefix) :].decode(): orjson.loads(v) for k, v in fields.items() if k.startswith(prefix)
+    }
+
+
+def filter_args(filter: Mapping[str, Any] | None) -> list[bytes]:
+    """Flattened (field, canonical JSON) pairs a script compares byte for byte."""
+    args: list[bytes] = []
+    for key, value in (filter or {}).items():
+        args.append((METADATA_FIELD + key).encode())
+        try:
+            args.append(dump_json(value))
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            raise ValueError(f"filter[{key!r}] is not JSON-serialisable: {exc}") from None
+    return args
+
+
+def pairs(flat: Sequence[Any] | Mapping[Any, Any] | None) -> dict[bytes, bytes]:
+    """A hash reply as a dict, whether it came flat (scripts, RESP2) or as a map."""
+    if not flat:
+        return {}
+    if isinstance(flat, Mapping):
+        return dict(flat)
+    it = iter(flat)
+    return dict(zip(it, it, strict=True))

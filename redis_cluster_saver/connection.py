@@ -1,0 +1,182 @@
+"""Building redis-py clients from URLs: plain, TLS, Sentinel, and clusters.
+
+``redis://host:port`` may name a standalone server, a proxy or one node of an
+OSS cluster: with ``cluster_mode=None`` the server is asked (``INFO cluster``) and
+a cluster client is built when it says so. Several comma-separated seeds always
+mean a cluster. ``redis+sentinel://h1:p1,h2:p2/service[/db]`` resolves the
+primary through Sentinel and follows failovers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.asyncio.sentinel
+import redis.cluster
+import redis.sentinel
+
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What a URL names, before any connection is made."""
+
+    url: str
+    scheme: str
+    seeds: list[tuple[str, int]]
+    db: int = 0
+    service: str | None = None
+    auth: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sentinel(self) -> bool:
+        return self.scheme in SENTINEL_SCHEMES
+
+    @property
+    def first_url(self) -> str:
+        """The URL with only its first seed, for redis-py's own parser."""
+        parts = urlsplit(self.url)
+        netloc = parts.netloc.split(",")[0]
+        userinfo = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+        if userinfo and "@" not in netloc:
+            netloc = userinfo + netloc
+        return parts._replace(netloc=netloc).geturl()
+
+
+def parse_url(url: str) -> Endpoint:
+    if not isinstance(url, str) or "://" not in url:
+        raise ValueError(f"not a Redis URL: {url!r}")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("redis", "rediss", *SENTINEL_SCHEMES, "unix"):
+        raise ValueError(
+            f"unsupported URL scheme {scheme!r}: use redis://, rediss:// or redis+sentinel://"
+        )
+    hostinfo = parts.netloc.rsplit("@", 1)[-1]
+    auth: dict[str, Any] = {}
+    if "@" in parts.netloc:
+        user, _, password = parts.netloc.rsplit("@", 1)[0].partition(":")
+        if user:
+            auth["username"] = unquote(user)
+        if password:
+            auth["password"] = unquote(password)
+    default_port = 26379 if scheme in SENTINEL_SCHEMES else 6379
+    seeds = []
+    for item in filter(None, hostinfo.split(",")):
+        host, _, port = item.rpartition(":") if ":" in item else (item, "", "")
+        seeds.append((host or "127.0.0.1", int(port) if port else default_port))
+    path = [p for p in parts.path.split("/") if p]
+    if scheme in SENTINEL_SCHEMES:
+        if not path:
+            raise ValueError(f"a Sentinel URL needs the service name: {url!r}")
+        return Endpoint(url, scheme, seeds, int(path[1]) if len(path) > 1 else 0, path[0], auth)
+    return Endpoint(url, scheme, seeds, int(path[0]) if path else 0, None, auth)
+
+
+def client_args(connection_args: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Stored values are binary, so replies must stay bytes."""
+    args = dict(connection_args or {})
+    if args.get("decode_responses"):
+        raise ValueError("decode_responses=True is not supported: the saver stores binary values")
+    args["decode_responses"] = False
+    return args
+
+
+def check_client(client: Any) -> None:
+    """A client handed in must return bytes, or binary values would be corrupted."""
+    try:
+        kwargs = client.get_connection_kwargs()
+    except AttributeError:
+        kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+    if kwargs.get("decode_responses"):
+        raise ValueError(
+            "the Redis client must be created with decode_responses=False: "
+            "the saver stores binary values"
+        )
+
+
+def is_cluster_client(client: Any) -> bool:
+    return isinstance(client, (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster))
+
+
+def cluster_enabled(info: Any) -> bool:
+    return isinstance(info, Mapping) and str(info.get("cluster_enabled", "0")) == "1"
+
+
+@dataclass(frozen=True)
+class Flavor:
+    """The client classes of one I/O style (sync or asyncio)."""
+
+    redis: Any
+    cluster: Any
+    node: Any
+    sentinel: Any
+
+
+SYNC = Flavor(
+    redis.Redis, redis.cluster.RedisCluster, redis.cluster.ClusterNode, redis.sentinel.Sentinel
+)
+ASYNC = Flavor(
+    redis.asyncio.Redis,
+    redis.asyncio.cluster.RedisCluster,
+    redis.asyncio.cluster.ClusterNode,
+    redis.asyncio.sentinel.Sentinel,
+)
+PROBE_ERRORS = (redis.ConnectionError, redis.ResponseError, redis.TimeoutError)
+
+
+def needs_probe(endpoint: Endpoint, cluster_mode: bool | None) -> bool:
+    return cluster_mode is None and not endpoint.sentinel and len(endpoint.seeds) <= 1
+
+
+def build(flavor: Flavor, endpoint: Endpoint, args: dict[str, Any], cluster_mode: bool) -> Any:
+    if endpoint.sentinel:
+        keep = ("socket_timeout", "socket_connect_timeout", "protocol")
+        sentinel = flavor.sentinel(
+            endpoint.seeds,
+            sentinel_kwargs={k: v for k, v in args.items() if k in keep},
+            **endpoint.auth,
+            **args,
+        )
+        return sentinel.master_for(endpoint.service, db=endpoint.db)
+    if cluster_mode or len(endpoint.seeds) > 1:
+        nodes = [flavor.node(h, p) for h, p in endpoint.seeds]
+        return flavor.cluster.from_url(endpoint.first_url, startup_nodes=nodes, **args)
+    return flavor.redis.from_url(endpoint.url, **args)
+
+
+def sync_client(
+    url: str, connection_args: Mapping[str, Any] | None = None, cluster_mode: bool | None = None
+) -> Any:
+    endpoint, args = parse_url(url), client_args(connection_args)
+    if needs_probe(endpoint, cluster_mode):
+        probe = redis.Redis.from_url(endpoint.url, **args)
+        try:
+            cluster_mode = cluster_enabled(probe.info("cluster"))
+        except PROBE_ERRORS:
+            cluster_mode = False  # a proxy may refuse INFO: it is one endpoint then
+        finally:
+            probe.close()
+    return build(SYNC, endpoint, args, bool(cluster_mode))
+
+
+async def async_client(
+    url: str, connection_args: Mapping[str, Any] | None = None, cluster_mode: bool | None = None
+) -> Any:
+    endpoint, args = parse_url(url), client_args(connection_args)
+    if needs_probe(endpoint, cluster_mode):
+        probe = redis.asyncio.Redis.from_url(endpoint.url, **args)
+        try:
+            cluster_mode = cluster_enabled(await probe.info("cluster"))
+        except PROBE_ERRORS:
+            cluster_mode = False
+        finally:
+            await probe.aclose()
+    return build(ASYNC, endpoint, args, bool(cluster_mode))

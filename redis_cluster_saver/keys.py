@@ -1,0 +1,161 @@
+"""The key layout: every Redis key the saver touches is named here and nowhere else.
+
+All keys of one thread share the hash tag ``{t<escaped thread id>}`` so they live on
+one cluster slot (and one proxy shard), which is what makes MULTI/EXEC and
+same-slot Lua possible on every topology. Every user-supplied part is escaped with
+:func:`escape`, which is injective and leaves no ``{``, ``}``, ``:`` or newline in
+its output; the leading ``t`` keeps the tag non-empty for the empty thread id.
+
+Lua scripts rebuild per-checkpoint key names server-side (to read "latest" in one
+round trip); :data:`LUA_LAYOUT` is generated from the same constants so both sides
+can never disagree.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+ESCAPED = "%{}:\n"
+_TABLE = {ord(c): f"%{ord(c):02X}" for c in ESCAPED}
+
+CHECKPOINT = "cp:"
+WRITES = "w:"
+REGISTRY = "r:"
+BLOBS = "b:"
+NAMESPACES = "ns"
+DIRECTORY_BUCKETS = 16
+
+
+def escape(part: str) -> str:
+    """Injective escape for a user-supplied key part (percent-encoding of a few bytes)."""
+    return part.translate(_TABLE)
+
+
+def unescape(part: str) -> str:
+    """Inverse of :func:`escape`."""
+    if "%" not in part:
+        return part
+    out: list[str] = []
+    i = 0
+    while i < len(part):
+        c = part[i]
+        if c == "%":
+            out.append(chr(int(part[i + 1 : i + 3], 16)))
+            i += 3
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def thread_tag(thread_id: str) -> str:
+    """The hash-tag text for a thread: never empty, brace-free, injective."""
+    return "t" + escape(thread_id)
+
+
+def encode_version(version: str | int | float) -> str:
+    """Channel versions keep their type in the key so ``1`` and ``"1"`` never collide."""
+    if isinstance(version, str):
+        return "s" + escape(version)
+    if isinstance(version, bool):
+        raise TypeError(f"channel version must be str, int or float, not bool ({version!r})")
+    if isinstance(version, int):
+        return f"i{version}"
+    if isinstance(version, float):
+        return f"f{version!r}"
+    raise TypeError(f"channel version must be str, int or float, not {type(version).__name__}")
+
+
+def blob_field(channel: str, version: str | int | float) -> str:
+    """Field of a channel value in the namespace's blob hash: one per (channel, version)."""
+    return f"{escape(channel)}:{encode_version(version)}"
+
+
+def write_field(task_id: str, idx: int) -> str:
+    """Field of one pending write in a checkpoint's writes hash: (task id, index)."""
+    return f"{escape(task_id)}:{idx}"
+
+
+def validate_prefix(prefix: str) -> str:
+    if not isinstance(prefix, str) or not prefix:
+        raise ValueError("key prefix must be a non-empty string")
+    bad = set(prefix) & set("{}\n")
+    if bad:
+        raise ValueError(f"key prefix must not contain {''.join(sorted(bad))!r}: {prefix!r}")
+    return prefix
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadKeys:
+    """The keys of one thread; ``base`` ends with ``:`` and holds the thread's hash tag."""
+
+    base: str
+
+    @property
+    def namespaces(self) -> str:
+        """Set of the thread's raw namespace names."""
+        return self.base + NAMESPACES
+
+    def registry(self, ns: str) -> str:
+        """Sorted set (all scores 0, ordered by id) of the namespace's checkpoint ids."""
+        return f"{self.base}{REGISTRY}{escape(ns)}"
+
+    def blobs(self, ns: str) -> str:
+        """Hash of the namespace's channel values, one field per (channel, version)."""
+        return f"{self.base}{BLOBS}{escape(ns)}"
+
+    def checkpoint(self, ns: str, checkpoint_id: str) -> str:
+        return f"{self.base}{CHECKPOINT}{escape(ns)}:{escape(checkpoint_id)}"
+
+    def writes(self, ns: str, checkpoint_id: str) -> str:
+        return f"{self.base}{WRITES}{escape(ns)}:{escape(checkpoint_id)}"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLayout:
+    """Names every key under one prefix, so several applications can share a database."""
+
+    prefix: str = "rcs"
+
+    def __post_init__(self) -> None:
+        validate_prefix(self.prefix)
+
+    def thread(self, thread_id: str) -> ThreadKeys:
+        return ThreadKeys(f"{self.prefix}:{{{thread_tag(thread_id)}}}:")
+
+    def directory(self, thread_id: str) -> str:
+        """Bucket of the thread directory that lists this thread.
+
+        The directory lets cross-thread operations enumerate threads without KEYS or
+        SCAN (which strict proxies refuse); bucketing spreads it over slots so it is
+        no hot key.
+        """
+        bucket = zlib.crc32(thread_id.encode("utf-8", "surrogatepass")) % DIRECTORY_BUCKETS
+        return self.directory_bucket(bucket)
+
+    def directory_bucket(self, bucket: int) -> str:
+        return f"{self.prefix}:dir:{{d{bucket:02d}}}"
+
+    def all_directory_buckets(self) -> list[str]:
+        return [self.directory_bucket(b) for b in range(DIRECTORY_BUCKETS)]
+
+    def thread_id_of(self, key: str) -> str:
+        """Recover the thread id from any key of a thread (used by cross-thread tools)."""
+        start = key.index("{") + 1
+        end = key.index("}", start)
+        return unescape(key[start + 1 : end])
+
+
+# Server-side twins of escape() and ThreadKeys, for scripts; built from the constants
+# above. ``B`` is ThreadKeys.base.
+LUA_LAYOUT = f"""
+local function esc(s)
+  return (string.gsub(s, '[%%{{}}:\\n]', function(c) return string.format('%%%02X', string.byte(c)) end))
+end
+local function k_ns(B) return B .. '{NAMESPACES}' end
+local function k_reg(B, ne) return B .. '{REGISTRY}' .. ne end
+local function k_blobs(B, ne) return B .. '{BLOBS}' .. ne end
+local function k_cp(B, ne, id) return B .. '{CHECKPOINT}' .. ne .. ':' .. esc(id) end
+local function k_w(B, ne, id) return B .. '{WRITES}' .. ne .. ':' .. esc(id) end
+"""

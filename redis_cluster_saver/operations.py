@@ -1,0 +1,510 @@
+"""Every saver operation, written once as a plan of round trips (no I/O here).
+
+The sync and async savers drive these generators with their shells. A plan
+validates and encodes all input before its first round trip, so bad input raises
+with nothing written.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+    PendingWrite,
+    get_serializable_checkpoint_metadata,
+    writes_sort_key,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.serde.types import TASKS
+
+from . import codec, scripts, validation
+from .commands import Arg, Call, Command, Plan, RoundTrip, ScriptCall, one
+from .keys import KeyLayout, ThreadKeys, blob_field, unescape, write_field
+
+PRUNE_STRATEGIES = ("keep_latest", "delete")
+
+
+@dataclass(frozen=True, slots=True)
+class TTL:
+    """Expiry of a thread's keys, applied to all of them together."""
+
+    minutes: float | None = None
+    refresh_on_read: bool = False
+
+    @property
+    def ms(self) -> int:
+        return 0 if not self.minutes else max(1, int(self.minutes * 60_000))
+
+    @classmethod
+    def parse(cls, ttl: Mapping[str, Any] | None) -> TTL:
+        if ttl is None:
+            return cls()
+        if not isinstance(ttl, Mapping):
+            raise TypeError("ttl must be a mapping like {'default_ttl': minutes}")
+        unknown = set(ttl) - {"default_ttl", "refresh_on_read"}
+        if unknown:
+            raise ValueError(f"unknown ttl option(s): {', '.join(sorted(unknown))}")
+        minutes = ttl.get("default_ttl")
+        if minutes is not None and (
+            isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or minutes <= 0
+        ):
+            raise ValueError(f"ttl['default_ttl'] must be a positive number, not {minutes!r}")
+        return cls(minutes, bool(ttl.get("refresh_on_read", False)))
+
+
+def next_version(current: str | int | float | None) -> str:
+    """Same shape as InMemorySaver's: a zero-padded counter plus a random tiebreak."""
+    if current is None:
+        current_v = 0
+    elif isinstance(current, (int, float)):
+        current_v = int(current)
+    else:
+        current_v = int(current.split(".")[0])
+    return f"{current_v + 1:032}.{random.random():016}"
+
+
+def _dumps(serde: SerializerProtocol, value: Any, what: str) -> bytes:
+    try:
+        type_, data = serde.dumps_typed(value)
+    except Exception as exc:  # the serializer's own error types vary
+        raise TypeError(f"{what} could not be serialized: {type(exc).__name__}: {exc}") from exc
+    return codec.pack((type_, data))
+
+
+def _loads(serde: SerializerProtocol, frame: bytes) -> Any:
+    type_, data = codec.unpack(frame)
+    return serde.loads_typed((type_.decode(), data))
+
+
+def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
+    return {
+        "configurable": {
+            "thread_id": thread_id,
+            "checkpoint_ns": ns,
+            "checkpoint_id": checkpoint_id,
+        }
+    }
+
+
+def _timestamp_ms(ts: Any) -> int:
+    try:
+        return int(datetime.fromisoformat(str(ts)).timestamp() * 1000)
+    except ValueError:
+        return 0
+
+
+@dataclass
+class Operations:
+    """The plans of one saver: its key layout, serializer and options."""
+
+    layout: KeyLayout
+    serde: SerializerProtocol
+    ttl: TTL = field(default_factory=TTL)
+    single_node: bool = True
+    """True when any keys may share a MULTI (standalone, Sentinel): the thread
+    directory entry then rides in the same round trip as the write."""
+    known_threads: set[str] = field(default_factory=set)
+
+    # ---- helpers ---------------------------------------------------------------
+
+    def _touch(self, keys: ThreadKeys) -> list[Call]:
+        if not self.ttl.ms:
+            return []
+        return [ScriptCall(scripts.TOUCH, (keys.namespaces,), (keys.base, self.ttl.ms))]
+
+    def _publish(self, thread_id: str, calls: list[Call]) -> Plan[None]:
+        """Send a thread's write as one atomic trip, listing the thread in the directory.
+
+        On one node the directory entry joins the transaction. On a cluster it lives
+        in another slot, so it goes first, once per thread and process: a crash
+        between the two leaves only a directory entry with no data, which readers skip.
+        """
+        entry = Command.of("SADD", self.layout.directory(thread_id), thread_id)
+        if self.single_node:
+            yield RoundTrip((*calls, entry), atomic=True)
+            return
+        if thread_id not in self.known_threads:
+            yield one(entry)
+            self.known_threads.add(thread_id)
+        yield RoundTrip(tuple(calls), atomic=True)
+
+    def _read_call(
+        self,
+        keys: ThreadKeys,
+        *,
+        namespaces: Sequence[str],
+        want: str = "",
+        limit: int = 0,
+        before: str = "",
+        filter_args: Sequence[bytes] = (),
+    ) -> ScriptCall:
+        ttl = self.ttl.ms if self.ttl.refresh_on_read else 0
+        args: list[Arg] = [keys.base, "id" if want else "list", ttl, limit, before, want]
+        args += [len(namespaces), *namespaces, *filter_args]
+        return ScriptCall(scripts.READ, (keys.namespaces,), tuple(args))
+
+    def _writes(self, flat: Any) -> list[tuple[str, str, str, bytes, int, str]]:
+        """Decoded pending writes, in ``writes_sort_key`` order."""
+        rows = []
+        for frame in codec.pairs(flat).values():
+            task_id, channel, type_, data, task_path, idx = codec.unpack(frame)
+            rows.append(
+                (task_id.decode(), channel.decode(), type_.decode(), data, int(idx), task_path.decode())
+            )
+        rows.sort(key=lambda r: writes_sort_key(r[5], r[0], r[4]))
+        return rows
+
+    def _pending(self, flat: Any) -> list[PendingWrite]:
+        return [
+            (task_id, channel, self.serde.loads_typed((type_, data)))
+            for task_id, channel, type_, data, _, _ in self._writes(flat)
+        ]
+
+    def _tuple(self, thread_id: str, entry: Sequence[Any]) -> CheckpointTuple:
+        ns_raw, id_raw, cp_flat, w_flat, values, parent_writes = entry
+        ns, cid = ns_raw.decode(), id_raw.decode()
+        cp = codec.pairs(cp_flat)
+        body = self.serde.loads_typed((cp[b"type"].decode(), cp[b"checkpoint"]))
+        channel_values: dict[str, Any] = {}
+        names = cp[b"blobs"].split(b"\n") if cp[b"blobs"] else []
+        for name, frame in zip(names, values, strict=True):
+            if frame is not None:
+                channel = unescape(name[: name.index(b":")].decode())
+                channel_values[channel] = _loads(self.serde, frame)
+        checkpoint = cast(Checkpoint, {**body, "channel_values": channel_values})
+        parent = cp[b"parent"].decode()
+        if parent_writes:
+            self._migrate_pending_sends(checkpoint, parent_writes)
+        return CheckpointTuple(
+            config=_config(thread_id, ns, cid),
+            checkpoint=checkpoint,
+            metadata=cast(CheckpointMetadata, codec.load_metadata(cp)),
+            parent_config=_config(thread_id, ns, parent) if parent else None,
+            pending_writes=self._pending(w_flat),
+        )
+
+    def _migrate_pending_sends(self, checkpoint: Checkpoint, parent_writes: Any) -> None:
+        """Checkpoints before format v4 kept Send packets as the parent's TASKS writes."""
+        sends = [
+            self.serde.loads_typed((type_, data))
+            for _, channel, type_, data, _, _ in self._writes(parent_writes)
+            if channel == TASKS
+        ]
+        if not sends:
+            return
+        checkpoint["channel_values"][TASKS] = sends
+        versions = checkpoint["channel_versions"]
+        versions[TASKS] = max(versions.values()) if versions else next_version(None)
+
+    def setup(self) -> Plan[None]:
+        """Nothing to create (no index, no schema): check the server answers."""
+        yield one(Command.of("PING"))
+
+    # ---- writes ----------------------------------------------------------------
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> Plan[RunnableConfig]:
+        thread_id = validation.thread_id(config)
+        ns = validation.namespace(config)
+        parent_id = validation.checkpoint_id(config)
+        if not isinstance(checkpoint, Mapping):
+            raise TypeError(f"checkpoint must be a mapping, not {type(checkpoint).__name__}")
+        cid = validation.text(checkpoint.get("id"), "checkpoint['id']")
+        body = dict(checkpoint)
+        values = body.pop("channel_values", None) or {}
+        blobs: dict[str, bytes] = {}
+        for channel, version in new_versions.items():
+            validation.text(channel, "channel name")
+            if channel in values:
+                blobs[blob_field(channel, version)] = _dumps(
+                    self.serde, values[channel], f"channel {channel!r}"
+                )
+        type_, data = self.serde.dumps_typed(body)
+        md = get_serializable_checkpoint_metadata(config, metadata)
+        fields: dict[str, Arg] = {
+            "checkpoint": data,
+            "type": type_,
+            "parent": parent_id or "",
+            "v": int(body.get("v", 1)),
+            "blobs": "\n".join(blob_field(c, v) for c, v in body["channel_versions"].items()),
+            "thread": thread_id,
+            "ns": ns,
+            "id": cid,
+            "ts": _timestamp_ms(body.get("ts")),
+        }
+        fields.update(codec.dump_metadata(md))
+        for name in ("source", "run_id"):
+            if isinstance(md.get(name), str):
+                fields[name] = cast(str, md.get(name))
+        step = md.get("step")
+        if isinstance(step, int) and not isinstance(step, bool):
+            fields["step"] = step
+        keys = self.layout.thread(thread_id)
+        calls: list[Call] = []
+        if blobs:
+            calls.append(Command(("HSET", keys.blobs(ns), *_flatten(blobs))))
+        cp_key = keys.checkpoint(ns, cid)
+        calls += [
+            Command.of("DEL", cp_key),
+            Command(("HSET", cp_key, *_flatten(fields))),
+            Command.of("SADD", keys.namespaces, ns),
+            Command.of("ZADD", keys.registry(ns), 0, cid),
+            *self._touch(keys),
+        ]
+        yield from self._publish(thread_id, calls)
+        return _config(thread_id, ns, cid)
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> Plan[None]:
+        thread_id = validation.thread_id(config)
+        ns = validation.namespace(config)
+        cid = validation.checkpoint_id(config)
+        if cid is None:
+            raise ValueError("put_writes needs config['configurable']['checkpoint_id']")
+        validation.text(task_id, "task_id")
+        validation.text(task_path, "task_path")
+        keys = self.layout.thread(thread_id)
+        key = keys.writes(ns, cid)
+        overwrite: dict[str, bytes] = {}
+        calls: list[Call] = []
+        for idx, (channel, value) in enumerate(writes):
+            validation.text(channel, "write channel")
+            i = WRITES_IDX_MAP.get(channel, idx)
+            frame = codec.pack(
+                (task_id, channel, *codec.unpack(_dumps(self.serde, value, f"write to {channel!r}")),
+                 task_path, str(i))
+            )
+            if i < 0:  # special channels keep one slot and overwrite it
+                overwrite[write_field(task_id, i)] = frame
+            else:  # ordinary writes never overwrite: a retried task keeps its first result
+                calls.append(Command.of("HSETNX", key, write_field(task_id, i), frame))
+        if overwrite:
+            calls.append(Command(("HSET", key, *_flatten(overwrite))))
+        if not calls:
+            return
+        calls += self._touch(keys)
+        yield RoundTrip(tuple(calls), atomic=True)
+
+    # ---- reads -----------------------------------------------------------------
+
+    def get_tuple(self, config: RunnableConfig) -> Plan[CheckpointTuple | None]:
+        thread_id = validation.thread_id(config)
+        ns = validation.namespace(config)
+        cid = validation.checkpoint_id(config) or ""
+        keys = self.layout.thread(thread_id)
+        (entries,) = yield one(self._read_call(keys, namespaces=[ns], want=cid, limit=1))
+        return self._tuple(thread_id, entries[0]) if entries else None
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Plan[list[CheckpointTuple]]:
+        n = validation.limit(limit)
+        if n is not None and n <= 0:
+            return []
+        before_id = validation.checkpoint_id(before) or ""
+        filter_args = codec.filter_args(filter)
+        if config is None:
+            thread_ids = yield from self.thread_ids()
+        else:
+            thread_ids = [validation.thread_id(config)]
+        if not thread_ids:
+            return []
+        namespaces: list[str] = []
+        wanted = ""
+        if config is not None:
+            if validation.configurable(config).get("checkpoint_ns") is not None:
+                namespaces = [validation.namespace(config)]
+            wanted = validation.checkpoint_id(config) or ""
+        calls = [
+            self._read_call(
+                self.layout.thread(tid),
+                namespaces=namespaces,
+                want=wanted,
+                limit=0 if wanted else n or 0,
+                before=before_id,
+                filter_args=filter_args,
+            )
+            for tid in thread_ids
+        ]
+        replies = yield RoundTrip(tuple(calls))
+        found = [
+            (entry[1], tid, entry)
+            for tid, entries in zip(thread_ids, replies, strict=True)
+            for entry in entries
+        ]
+        found.sort(key=lambda f: (f[0], f[1]), reverse=True)
+        tuples = [self._tuple(tid, entry) for _, tid, entry in found]
+        if wanted:  # the 'id' read ignores filters; apply them here, on a few tuples
+            tuples = [t for t in tuples if _matches(t, filter, before_id)]
+        return tuples[:n]
+
+    def thread_ids(self) -> Plan[list[str]]:
+        """Every thread in the directory (bucketed sets, no KEYS or SCAN)."""
+        buckets = self.layout.all_directory_buckets()
+        replies = yield RoundTrip(tuple(Command.of("SMEMBERS", b) for b in buckets))
+        return sorted({m.decode() for members in replies for m in members})
+
+    def delta_channel_history(
+        self, config: RunnableConfig, channels: Sequence[str]
+    ) -> Plan[dict[str, DeltaChannelHistory]]:
+        if not channels:
+            return {}
+        thread_id = validation.thread_id(config)
+        ns = validation.namespace(config)
+        cid = validation.checkpoint_id(config) or ""
+        for c in channels:
+            validation.text(c, "channel name")
+        keys = self.layout.thread(thread_id)
+        (ancestors,) = yield one(
+            ScriptCall(scripts.HISTORY, (keys.namespaces,), (keys.base, ns, cid, *channels))
+        )
+        collected: dict[str, list[PendingWrite]] = {c: [] for c in channels}
+        seeds: dict[str, Any] = {}
+        remaining = set(channels)
+        for _, w_flat, seed_flat in ancestors:
+            for task_id, channel, type_, data, _, _ in reversed(self._writes(w_flat)):
+                if channel in remaining:
+                    value = self.serde.loads_typed((type_, data))
+                    collected[channel].append((task_id, channel, value))
+            for ch_raw, frame in codec.pairs(seed_flat).items():
+                channel = ch_raw.decode()
+                seeds[channel] = _loads(self.serde, frame)
+                remaining.discard(channel)
+        result: dict[str, DeltaChannelHistory] = {}
+        for c in channels:
+            entry: DeltaChannelHistory = {"writes": list(reversed(collected[c]))}
+            if c in seeds:
+                entry["seed"] = seeds[c]
+            result[c] = entry
+        return result
+
+    # ---- maintenance -----------------------------------------------------------
+
+    def _forget(self, thread_ids: Iterable[str]) -> list[Call]:
+        calls: list[Call] = []
+        for tid in thread_ids:
+            self.known_threads.discard(tid)
+            calls.append(Command.of("SREM", self.layout.directory(tid), tid))
+        return calls
+
+    def _per_thread(
+        self, thread_ids: Sequence[str], make: Callable[[ThreadKeys], ScriptCall]
+    ) -> Plan[None]:
+        """Run one script per thread (each atomic), then drop emptied threads from
+        the directory; scripts answer with the namespaces the thread has left."""
+        if not thread_ids:
+            return
+        calls = [make(self.layout.thread(tid)) for tid in thread_ids]
+        left = yield RoundTrip(tuple(calls))
+        gone = self._forget(tid for tid, n in zip(thread_ids, left, strict=True) if not n)
+        if gone:
+            yield RoundTrip(tuple(gone))
+
+    def delete_thread(self, thread_id: str) -> Plan[None]:
+        tid = validation.text(thread_id, "thread_id")
+        yield from self._per_thread([tid], self._drop_call)
+
+    @staticmethod
+    def _drop_call(keys: ThreadKeys) -> ScriptCall:
+        return ScriptCall(scripts.DELETE_THREAD, (keys.namespaces,), (keys.base,))
+
+    def prune(
+        self, thread_ids: Sequence[str], strategy: str = "keep_latest", keep_last: int | None = None
+    ) -> Plan[None]:
+        tids = [validation.text(t, "thread_id") for t in thread_ids]
+        if keep_last is not None:
+            if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
+                raise ValueError(f"keep_last must be a non-negative int, not {keep_last!r}")
+            keep = keep_last
+        elif strategy == "keep_latest":
+            keep = 1
+        elif strategy == "delete":
+            keep = 0
+        else:
+            raise ValueError(
+                f"unknown prune strategy {strategy!r}; use one of {PRUNE_STRATEGIES} or keep_last=N"
+            )
+        yield from self._per_thread(
+            tids, lambda k: ScriptCall(scripts.PRUNE, (k.namespaces,), (k.base, keep))
+        )
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> Plan[None]:
+        runs = [validation.text(r, "run_id") for r in run_ids]
+        if not runs:
+            return
+        tids = yield from self.thread_ids()
+        yield from self._per_thread(
+            tids, lambda k: ScriptCall(scripts.DELETE_RUNS, (k.namespaces,), (k.base, *runs))
+        )
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> Plan[None]:
+        src = validation.text(source_thread_id, "source_thread_id")
+        dst = validation.text(target_thread_id, "target_thread_id")
+        skeys, dkeys = self.layout.thread(src), self.layout.thread(dst)
+        (exported,) = yield one(ScriptCall(scripts.EXPORT, (skeys.namespaces,), (skeys.base,)))
+        if not exported:
+            return
+        calls: list[Call] = []
+        for ns_raw, blobs_flat, entries in exported:
+            ns = ns_raw.decode()
+            blobs = codec.pairs(blobs_flat)
+            if blobs:
+                calls.append(Command(("HSET", dkeys.blobs(ns), *_flatten(blobs))))
+            ids: list[Arg] = []
+            for id_raw, cp_flat, w_flat in entries:
+                cid = id_raw.decode()
+                cp = codec.pairs(cp_flat)
+                cp[b"thread"] = dst.encode()
+                calls += [
+                    Command.of("DEL", dkeys.checkpoint(ns, cid), dkeys.writes(ns, cid)),
+                    Command(("HSET", dkeys.checkpoint(ns, cid), *_flatten(cp))),
+                ]
+                writes = codec.pairs(w_flat)
+                if writes:
+                    calls.append(Command(("HSET", dkeys.writes(ns, cid), *_flatten(writes))))
+                ids += [0, cid]
+            calls.append(Command.of("SADD", dkeys.namespaces, ns))
+            if ids:
+                calls.append(Command(("ZADD", dkeys.registry(ns), *ids)))
+        calls += self._touch(dkeys)
+        yield from self._publish(dst, calls)
+
+
+def _flatten(mapping: Mapping[Any, Arg]) -> list[Arg]:
+    out: list[Arg] = []
+    for k, v in mapping.items():
+        out += (k, v)
+    return out
+
+
+def _matches(t: CheckpointTuple, filter: Mapping[str, Any] | None, before_id: str) -> bool:
+    cid = t.config["configurable"]["checkpoint_id"]
+    if before_id and cid >= before_id:
+        return False
+    return all(t.metadata.get(k) == v for k, v in (filter or {}).items())  # type: ignore[misc]

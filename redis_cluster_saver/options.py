@@ -1,0 +1,59 @@
+"""Construction options shared by the sync and async savers."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from .connection import check_client, is_cluster_client
+from .keys import KeyLayout
+from .operations import TTL, Operations, next_version
+
+
+class SaverBase(BaseCheckpointSaver[str]):
+    """Options, plans and versioning; the subclasses add only the I/O style."""
+
+    ops: Operations
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        redis_client: Any = None,
+        connection_args: Mapping[str, Any] | None = None,
+        ttl: Mapping[str, Any] | None = None,
+        key_prefix: str = "rcs",
+        cluster_mode: bool | None = None,
+        transactions: bool | None = None,
+        serde: SerializerProtocol | None = None,
+    ) -> None:
+        super().__init__(serde=serde)
+        if (redis_url is None) == (redis_client is None):
+            raise ValueError("pass exactly one of redis_url or redis_client")
+        if redis_client is not None:
+            check_client(redis_client)
+        self.redis_url = redis_url
+        self.connection_args = dict(connection_args or {})
+        self.cluster_mode = cluster_mode
+        self.transactions = transactions is not False
+        self.ops = Operations(KeyLayout(key_prefix), self.serde, TTL.parse(ttl))
+        self._owns_client = redis_client is None
+        if redis_client is not None:
+            self._attach(redis_client)
+
+    def _attach(self, client: Any) -> None:
+        self.client = client
+        self.ops.single_node = not is_cluster_client(client)
+
+    def get_next_version(self, current: str | None, channel: None = None) -> str:
+        return next_version(current)
+
+    def with_allowlist(self, extra_allowlist: Collection[tuple[str, ...]]) -> Any:
+        clone = super().with_allowlist(extra_allowlist)
+        if clone is not self:
+            clone.ops = dataclasses.replace(self.ops, serde=clone.serde)
+        return clone

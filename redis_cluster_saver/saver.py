@@ -1,0 +1,230 @@
+"""The sync and async savers: LangGraph's BaseCheckpointSaver over the shared plans."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from types import TracebackType
+from typing import Any, TypeVar
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+)
+from typing_extensions import Self
+
+from .commands import Plan
+from .connection import async_client, sync_client
+from .execution import AsyncShell, SyncShell
+from .options import SaverBase
+
+T = TypeVar("T")
+
+
+class RedisClusterSaver(SaverBase):
+    """Checkpoint saver for Redis Cluster, Sentinel, proxies and single servers (sync)."""
+
+    def __init__(self, redis_url: str | None = None, **options: Any) -> None:
+        super().__init__(redis_url, **options)
+        if redis_url is not None:
+            self._attach(sync_client(redis_url, self.connection_args, self.cluster_mode))
+        self.shell = SyncShell(self.client, transactions=self.transactions)
+
+    @classmethod
+    @contextmanager
+    def from_conn_string(cls, redis_url: str, **options: Any) -> Iterator[Self]:
+        """Open a saver on a URL, set it up, and close its connections on exit."""
+        saver = cls(redis_url, **options)
+        try:
+            saver.setup()
+            yield saver
+        finally:
+            saver.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.client.close()
+
+    def _run(self, plan: Plan[T]) -> T:
+        return self.shell.run(plan)
+
+    def setup(self) -> None:
+        """Check the server answers; safe to call any number of times."""
+        self._run(self.ops.setup())
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self._run(self.ops.get_tuple(config))
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        yield from self._run(self.ops.list(config, filter=filter, before=before, limit=limit))
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return self._run(self.ops.put(config, checkpoint, metadata, new_versions))
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        self._run(self.ops.put_writes(config, writes, task_id, task_path))
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._run(self.ops.delete_thread(thread_id))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._run(self.ops.delete_for_runs(run_ids))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self._run(self.ops.copy_thread(source_thread_id, target_thread_id))
+
+    def prune(
+        self,
+        thread_ids: Sequence[str],
+        *,
+        strategy: str = "keep_latest",
+        keep_last: int | None = None,
+    ) -> None:
+        """``keep_latest`` (per namespace), ``delete``, or ``keep_last=N`` newest.
+
+        Ancestors a kept checkpoint needs to rebuild DeltaChannel state are kept too.
+        """
+        self._run(self.ops.prune(thread_ids, strategy, keep_last))
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return self._run(self.ops.delta_channel_history(config, channels))
+
+
+class AsyncRedisClusterSaver(SaverBase):
+    """Checkpoint saver for Redis Cluster, Sentinel, proxies and single servers (asyncio).
+
+    Given a URL, the client is created on first use (probing whether the server
+    is a cluster needs a round trip, which a constructor cannot await).
+    """
+
+    def __init__(self, redis_url: str | None = None, **options: Any) -> None:
+        super().__init__(redis_url, **options)
+        self._shell = AsyncShell(self.client, transactions=self.transactions) if (
+            redis_url is None
+        ) else None
+
+    @classmethod
+    @asynccontextmanager
+    async def from_conn_string(cls, redis_url: str, **options: Any) -> AsyncIterator[Self]:
+        """Open a saver on a URL, set it up, and close its connections on exit."""
+        saver = cls(redis_url, **options)
+        try:
+            await saver.asetup()
+            yield saver
+        finally:
+            await saver.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, *exc: type[BaseException] | BaseException | TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owns_client and self._shell is not None:
+            await self.client.aclose()
+
+    async def _run(self, plan: Plan[T]) -> T:
+        if self._shell is None:
+            assert self.redis_url is not None
+            self._attach(await async_client(self.redis_url, self.connection_args, self.cluster_mode))
+            self._shell = AsyncShell(self.client, transactions=self.transactions)
+        return await self._shell.run(plan)
+
+    async def asetup(self) -> None:
+        """Check the server answers; safe to call any number of times."""
+        await self._run(self.ops.setup())
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await self._run(self.ops.get_tuple(config))
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        for item in await self._run(
+            self.ops.list(config, filter=filter, before=before, limit=limit)
+        ):
+            yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return await self._run(self.ops.put(config, checkpoint, metadata, new_versions))
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await self._run(self.ops.put_writes(config, writes, task_id, task_path))
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self._run(self.ops.delete_thread(thread_id))
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await self._run(self.ops.delete_for_runs(run_ids))
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await self._run(self.ops.copy_thread(source_thread_id, target_thread_id))
+
+    async def aprune(
+        self,
+        thread_ids: Sequence[str],
+        *,
+        strategy: str = "keep_latest",
+        keep_last: int | None = None,
+    ) -> None:
+        """``keep_latest`` (per namespace), ``delete``, or ``keep_last=N`` newest.
+
+        Ancestors a kept checkpoint needs to rebuild DeltaChannel state are kept too.
+        """
+        await self._run(self.ops.prune(thread_ids, strategy, keep_last))
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return await self._run(self.ops.delta_channel_history(config, channels))

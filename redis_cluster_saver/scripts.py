@@ -1,0 +1,329 @@
+"""Same-slot Lua scripts: reads and thread-wide maintenance in one round trip.
+
+Each script declares the thread's namespace-set key (so clusters and proxies route
+it to the thread's slot) and derives the thread's other keys, all in that same
+slot, from the thread base passed as ARGV[1]. Scripts never compare strings with
+``<``/``>`` (Lua's comparison follows the server's locale); ordering is left to
+the sorted sets and to the client.
+"""
+
+from __future__ import annotations
+
+from .commands import LuaScript
+from .keys import LUA_LAYOUT
+
+_COMMON = (
+    LUA_LAYOUT
+    + r"""
+local function hfield(flat, name)
+  for i = 1, #flat, 2 do
+    if flat[i] == name then return flat[i + 1] end
+  end
+  return nil
+end
+
+local function split(list)
+  local out = {}
+  if list then
+    for f in string.gmatch(list, '[^\n]+') do out[#out + 1] = f end
+  end
+  return out
+end
+
+local function hmget_all(key, names)
+  local vals = {}
+  for i = 1, #names, 500 do
+    local chunk = redis.call('HMGET', key, unpack(names, i, math.min(i + 499, #names)))
+    for j = 1, #chunk do vals[#vals + 1] = chunk[j] end
+  end
+  return vals
+end
+
+-- {ns, id, checkpoint hash, writes hash, blob values, parent's writes (pre-v4 only)}
+local function load_entry(B, ns, ne, id)
+  local cp = redis.call('HGETALL', k_cp(B, ne, id))
+  if #cp == 0 then return nil end
+  local w = redis.call('HGETALL', k_w(B, ne, id))
+  local vals = hmget_all(k_blobs(B, ne), split(hfield(cp, 'blobs')))
+  local pw = {}
+  local parent = hfield(cp, 'parent') or ''
+  if tonumber(hfield(cp, 'v') or '4') < 4 and parent ~= '' then
+    pw = redis.call('HGETALL', k_w(B, ne, parent))
+  end
+  return {ns, id, cp, w, vals, pw}
+end
+
+local function touch(B, ttl)
+  local nsk = k_ns(B)
+  for _, ns in ipairs(redis.call('SMEMBERS', nsk)) do
+    local ne = esc(ns)
+    local reg = k_reg(B, ne)
+    for _, id in ipairs(redis.call('ZRANGE', reg, 0, -1)) do
+      redis.call('PEXPIRE', k_cp(B, ne, id), ttl)
+      redis.call('PEXPIRE', k_w(B, ne, id), ttl)
+    end
+    redis.call('PEXPIRE', reg, ttl)
+    redis.call('PEXPIRE', k_blobs(B, ne), ttl)
+  end
+  redis.call('PEXPIRE', nsk, ttl)
+end
+
+-- drop blob fields no remaining checkpoint of the namespace refers to
+local function gc_blobs(B, ne)
+  local reg = k_reg(B, ne)
+  local bk = k_blobs(B, ne)
+  local used = {}
+  for _, id in ipairs(redis.call('ZRANGE', reg, 0, -1)) do
+    for _, f in ipairs(split(redis.call('HGET', k_cp(B, ne, id), 'blobs') or nil)) do
+      used[f] = true
+    end
+  end
+  for _, f in ipairs(redis.call('HKEYS', bk)) do
+    if not used[f] then redis.call('HDEL', bk, f) end
+  end
+end
+
+local function drop_checkpoint(B, ne, id)
+  redis.call('DEL', k_cp(B, ne, id), k_w(B, ne, id))
+  redis.call('ZREM', k_reg(B, ne), id)
+end
+
+-- after deletions: forget empty namespaces; returns 1 when the thread is gone
+local function settle(B, ns)
+  local ne = esc(ns)
+  gc_blobs(B, ne)
+  if redis.call('ZCARD', k_reg(B, ne)) == 0 then
+    redis.call('DEL', k_reg(B, ne), k_blobs(B, ne))
+    redis.call('SREM', k_ns(B), ns)
+  end
+end
+"""
+)
+
+READ = LuaScript(
+    "read",
+    _COMMON
+    + r"""
+-- ARGV: base, mode ('id': that checkpoint in each namespace | 'list'), ttl ms, limit (0: all), before id, wanted id,
+--       namespace count n, n namespaces (n = 0: all), then filter (field, json) pairs
+local B, mode = ARGV[1], ARGV[2]
+local ttl, limit, before, want = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6]
+local nn = tonumber(ARGV[7])
+local nss = {}
+for i = 1, nn do nss[i] = ARGV[7 + i] end
+local filt = {}
+for i = 8 + nn, #ARGV, 2 do filt[#filt + 1] = {ARGV[i], ARGV[i + 1]} end
+if ttl > 0 then touch(B, ttl) end
+local out = {}
+if nn == 0 then nss = redis.call('SMEMBERS', k_ns(B)) end
+if mode == 'id' then
+  for _, ns in ipairs(nss) do
+    local e = load_entry(B, ns, esc(ns), want)
+    if e then out[#out + 1] = e end
+  end
+  return out
+end
+local function matches(cpk)
+  for _, f in ipairs(filt) do
+    local v = redis.call('HGET', cpk, f[1])
+    if v ~= f[2] and not (v == false and f[2] == 'null') then return false end
+  end
+  return true
+end
+for _, ns in ipairs(nss) do
+  local ne = esc(ns)
+  local reg = k_reg(B, ne)
+  local upper = '+'
+  if before ~= '' then upper = '(' .. before end
+  local found = 0
+  local batch = 64
+  if limit > 0 and #filt == 0 then batch = limit end
+  while limit == 0 or found < limit do
+    local ids = redis.call('ZREVRANGEBYLEX', reg, upper, '-', 'LIMIT', 0, batch)
+    for _, id in ipairs(ids) do
+      if matches(k_cp(B, ne, id)) then
+        local e = load_entry(B, ns, ne, id)
+        if e then
+          out[#out + 1] = e
+          found = found + 1
+          if limit > 0 and found >= limit then break end
+        end
+      end
+    end
+    if #ids < batch then break end
+    upper = '(' .. ids[#ids]
+  end
+end
+return out
+"""
+)
+
+TOUCH = LuaScript(
+    "touch",
+    _COMMON
+    + r"""
+touch(ARGV[1], tonumber(ARGV[2]))
+return 1
+""",
+)
+
+DELETE_THREAD = LuaScript(
+    "delete_thread",
+    _COMMON
+    + r"""
+local B = ARGV[1]
+local nsk = k_ns(B)
+local n = 0
+for _, ns in ipairs(redis.call('SMEMBERS', nsk)) do
+  local ne = esc(ns)
+  local reg = k_reg(B, ne)
+  for _, id in ipairs(redis.call('ZRANGE', reg, 0, -1)) do
+    redis.call('DEL', k_cp(B, ne, id), k_w(B, ne, id))
+    n = n + 1
+  end
+  redis.call('DEL', reg, k_blobs(B, ne))
+end
+redis.call('DEL', nsk)
+return 0
+""",
+)
+
+PRUNE = LuaScript(
+    "prune",
+    _COMMON
+    + r"""
+-- ARGV: base, keep (checkpoints kept per namespace, newest first)
+-- A kept checkpoint keeps its ancestors back to the nearest one that stores a value
+-- for each of its delta channels, so DeltaChannel state can still be rebuilt.
+local B, keep_n = ARGV[1], tonumber(ARGV[2])
+local nsk = k_ns(B)
+for _, ns in ipairs(redis.call('SMEMBERS', nsk)) do
+  local ne = esc(ns)
+  local reg = k_reg(B, ne)
+  local bk = k_blobs(B, ne)
+  local ids = redis.call('ZREVRANGEBYLEX', reg, '+', '-')
+  local keep = {}
+  for i = 1, math.min(keep_n, #ids) do
+    keep[ids[i]] = true
+    local counters = redis.call('HGET', k_cp(B, ne, ids[i]), 'm:counters_since_delta_snapshot')
+    if counters then
+      local remaining, n = {}, 0
+      for ch, _ in pairs(cjson.decode(counters)) do
+        remaining[esc(ch) .. ':'] = true
+        n = n + 1
+      end
+      local cur = ids[i]
+      while n > 0 and cur and cur ~= '' do
+        local ck = k_cp(B, ne, cur)
+        local list = redis.call('HGET', ck, 'blobs')
+        if not list then break end
+        keep[cur] = true
+        for _, f in ipairs(split(list)) do
+          local head = string.sub(f, 1, string.find(f, ':', 1, true))
+          if remaining[head] and redis.call('HEXISTS', bk, f) == 1 then
+            remaining[head] = nil
+            n = n - 1
+          end
+        end
+        cur = redis.call('HGET', ck, 'parent')
+      end
+    end
+  end
+  for _, id in ipairs(ids) do
+    if not keep[id] then drop_checkpoint(B, ne, id) end
+  end
+  settle(B, ns)
+end
+return redis.call('SCARD', nsk)
+""",
+)
+
+DELETE_RUNS = LuaScript(
+    "delete_runs",
+    _COMMON
+    + r"""
+-- ARGV: base, run ids...; returns the number of namespaces left in the thread
+local B = ARGV[1]
+local runs = {}
+for i = 2, #ARGV do runs[ARGV[i]] = true end
+local nsk = k_ns(B)
+for _, ns in ipairs(redis.call('SMEMBERS', nsk)) do
+  local ne = esc(ns)
+  for _, id in ipairs(redis.call('ZRANGE', k_reg(B, ne), 0, -1)) do
+    local run = redis.call('HGET', k_cp(B, ne, id), 'run_id')
+    if run and runs[run] then drop_checkpoint(B, ne, id) end
+  end
+  settle(B, ns)
+end
+return redis.call('SCARD', nsk)
+""",
+)
+
+EXPORT = LuaScript(
+    "export",
+    _COMMON
+    + r"""
+-- every namespace: {ns, blob hash, {id, checkpoint hash, writes hash}...}
+local B = ARGV[1]
+local out = {}
+for _, ns in ipairs(redis.call('SMEMBERS', k_ns(B))) do
+  local ne = esc(ns)
+  local entries = {}
+  for _, id in ipairs(redis.call('ZRANGE', k_reg(B, ne), 0, -1)) do
+    local cp = redis.call('HGETALL', k_cp(B, ne, id))
+    if #cp > 0 then
+      entries[#entries + 1] = {id, cp, redis.call('HGETALL', k_w(B, ne, id))}
+    end
+  end
+  out[#out + 1] = {ns, redis.call('HGETALL', k_blobs(B, ne)), entries}
+end
+return out
+""",
+)
+
+HISTORY = LuaScript(
+    "history",
+    _COMMON
+    + r"""
+-- ARGV: base, ns, checkpoint id ('' for latest), channels...
+-- Walks the parent chain once; per ancestor returns {id, writes hash, {ch, value}...}
+-- and stops when every channel has met a stored value (its seed) or at the root.
+local B, ns, id = ARGV[1], ARGV[2], ARGV[3]
+local ne = esc(ns)
+local bk = k_blobs(B, ne)
+if id == '' then
+  local top = redis.call('ZREVRANGEBYLEX', k_reg(B, ne), '+', '-', 'LIMIT', 0, 1)
+  if #top == 0 then return {} end
+  id = top[1]
+end
+local remaining, n = {}, 0
+for i = 4, #ARGV do
+  remaining[esc(ARGV[i]) .. ':'] = ARGV[i]
+  n = n + 1
+end
+local out = {}
+local cur = redis.call('HGET', k_cp(B, ne, id), 'parent')
+while n > 0 and cur and cur ~= '' do
+  local ck = k_cp(B, ne, cur)
+  local list = redis.call('HGET', ck, 'blobs')
+  if not list then break end
+  local seeds = {}
+  for _, f in ipairs(split(list)) do
+    local head = string.sub(f, 1, string.find(f, ':', 1, true))
+    local ch = remaining[head]
+    if ch then
+      local v = redis.call('HGET', bk, f)
+      if v then
+        seeds[#seeds + 1] = ch
+        seeds[#seeds + 1] = v
+        remaining[head] = nil
+        n = n - 1
+      end
+    end
+  end
+  out[#out + 1] = {cur, redis.call('HGETALL', k_w(B, ne, cur)), seeds}
+  cur = redis.call('HGET', ck, 'parent')
+end
+return out
+""",
+)
