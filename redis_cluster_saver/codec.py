@@ -82,17 +82,14 @@ def dump_metadata(metadata: Mapping[str, Any]) -> dict[str, bytes]:
         try:
             fields[METADATA_FIELD + key] = dump_json(value)
         except (TypeError, orjson.JSONEncodeError) as exc:
-            raise ValueError(
-                f"metadata[{key!r}] is not JSON-serialisable: {exc}"
-            ) from None
+            raise ValueError(f"metadata[{key!r}] is not JSON-serialisable: {exc}") from None
     return fields
 
 
 def load_metadata(fields: Mapping[bytes, bytes]) -> dict[str, Any]:
     prefix = METADATA_FIELD.encode()
-    return {
-        k[len(prefix) :].decode(): orjson.loads(v) for k, v in fields.items() if k.startswith(prefix)
-    }
+    n = len(prefix)
+    return {k[n:].decode(): orjson.loads(v) for k, v in fields.items() if k.startswith(prefix)}
 
 
 def filter_args(filter: Mapping[str, Any] | None) -> list[bytes]:

@@ -151,7 +151,9 @@ class KeyLayout:
 # above. ``B`` is ThreadKeys.base.
 LUA_LAYOUT = f"""
 local function esc(s)
-  return (string.gsub(s, '[%%{{}}:\\n]', function(c) return string.format('%%%02X', string.byte(c)) end))
+  return (string.gsub(s, '[%%{{}}:\\n]', function(c)
+    return string.format('%%%02X', string.byte(c))
+  end))
 end
 local function k_ns(B) return B .. '{NAMESPACES}' end
 local function k_reg(B, ne) return B .. '{REGISTRY}' .. ne end

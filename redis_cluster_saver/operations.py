@@ -74,12 +74,15 @@ def next_version(current: str | int | float | None) -> str:
     return f"{current_v + 1:032}.{random.random():016}"
 
 
-def _dumps(serde: SerializerProtocol, value: Any, what: str) -> bytes:
+def _dump_typed(serde: SerializerProtocol, value: Any, what: str) -> tuple[str, bytes]:
     try:
-        type_, data = serde.dumps_typed(value)
+        return serde.dumps_typed(value)
     except Exception as exc:  # the serializer's own error types vary
         raise TypeError(f"{what} could not be serialized: {type(exc).__name__}: {exc}") from exc
-    return codec.pack((type_, data))
+
+
+def _dumps(serde: SerializerProtocol, value: Any, what: str) -> bytes:
+    return codec.pack(_dump_typed(serde, value, what))
 
 
 def _loads(serde: SerializerProtocol, frame: bytes) -> Any:
@@ -159,9 +162,8 @@ class Operations:
         rows = []
         for frame in codec.pairs(flat).values():
             task_id, channel, type_, data, task_path, idx = codec.unpack(frame)
-            rows.append(
-                (task_id.decode(), channel.decode(), type_.decode(), data, int(idx), task_path.decode())
-            )
+            row = (task_id.decode(), channel.decode(), type_.decode(), data)
+            rows.append((*row, int(idx), task_path.decode()))
         rows.sort(key=lambda r: writes_sort_key(r[5], r[0], r[4]))
         return rows
 
@@ -226,7 +228,7 @@ class Operations:
         if not isinstance(checkpoint, Mapping):
             raise TypeError(f"checkpoint must be a mapping, not {type(checkpoint).__name__}")
         cid = validation.text(checkpoint.get("id"), "checkpoint['id']")
-        body = dict(checkpoint)
+        body: dict[str, Any] = dict(checkpoint)
         values = body.pop("channel_values", None) or {}
         blobs: dict[str, bytes] = {}
         for channel, version in new_versions.items():
@@ -235,7 +237,7 @@ class Operations:
                 blobs[blob_field(channel, version)] = _dumps(
                     self.serde, values[channel], f"channel {channel!r}"
                 )
-        type_, data = self.serde.dumps_typed(body)
+        type_, data = _dump_typed(self.serde, body, "checkpoint")
         md = get_serializable_checkpoint_metadata(config, metadata)
         fields: dict[str, Arg] = {
             "checkpoint": data,
@@ -291,10 +293,8 @@ class Operations:
         for idx, (channel, value) in enumerate(writes):
             validation.text(channel, "write channel")
             i = WRITES_IDX_MAP.get(channel, idx)
-            frame = codec.pack(
-                (task_id, channel, *codec.unpack(_dumps(self.serde, value, f"write to {channel!r}")),
-                 task_path, str(i))
-            )
+            type_, data = _dump_typed(self.serde, value, f"write to {channel!r}")
+            frame = codec.pack((task_id, channel, type_, data, task_path, str(i)))
             if i < 0:  # special channels keep one slot and overwrite it
                 overwrite[write_field(task_id, i)] = frame
             else:  # ordinary writes never overwrite: a retried task keeps its first result
@@ -316,7 +316,7 @@ class Operations:
         (entries,) = yield one(self._read_call(keys, namespaces=[ns], want=cid, limit=1))
         return self._tuple(thread_id, entries[0]) if entries else None
 
-    def list(
+    def list_checkpoints(
         self,
         config: RunnableConfig | None,
         *,

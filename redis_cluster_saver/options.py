@@ -55,5 +55,5 @@ class SaverBase(BaseCheckpointSaver[str]):
     def with_allowlist(self, extra_allowlist: Collection[tuple[str, ...]]) -> Any:
         clone = super().with_allowlist(extra_allowlist)
         if clone is not self:
-            clone.ops = dataclasses.replace(self.ops, serde=clone.serde)
+            clone.ops = dataclasses.replace(self.ops, serde=clone.serde)  # type: ignore[attr-defined]
         return clone

@@ -73,7 +73,9 @@ class RedisClusterSaver(SaverBase):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        yield from self._run(self.ops.list(config, filter=filter, before=before, limit=limit))
+        yield from self._run(
+            self.ops.list_checkpoints(config, filter=filter, before=before, limit=limit)
+        )
 
     def put(
         self,
@@ -130,9 +132,9 @@ class AsyncRedisClusterSaver(SaverBase):
 
     def __init__(self, redis_url: str | None = None, **options: Any) -> None:
         super().__init__(redis_url, **options)
-        self._shell = AsyncShell(self.client, transactions=self.transactions) if (
-            redis_url is None
-        ) else None
+        self._shell = (
+            AsyncShell(self.client, transactions=self.transactions) if (redis_url is None) else None
+        )
 
     @classmethod
     @asynccontextmanager
@@ -160,7 +162,8 @@ class AsyncRedisClusterSaver(SaverBase):
     async def _run(self, plan: Plan[T]) -> T:
         if self._shell is None:
             assert self.redis_url is not None
-            self._attach(await async_client(self.redis_url, self.connection_args, self.cluster_mode))
+            url, args = self.redis_url, self.connection_args
+            self._attach(await async_client(url, args, self.cluster_mode))
             self._shell = AsyncShell(self.client, transactions=self.transactions)
         return await self._shell.run(plan)
 
@@ -180,7 +183,7 @@ class AsyncRedisClusterSaver(SaverBase):
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
         for item in await self._run(
-            self.ops.list(config, filter=filter, before=before, limit=limit)
+            self.ops.list_checkpoints(config, filter=filter, before=before, limit=limit)
         ):
             yield item
 

@@ -104,8 +104,9 @@ READ = LuaScript(
     "read",
     _COMMON
     + r"""
--- ARGV: base, mode ('id': that checkpoint in each namespace | 'list'), ttl ms, limit (0: all), before id, wanted id,
---       namespace count n, n namespaces (n = 0: all), then filter (field, json) pairs
+-- ARGV: base, mode ('id': that checkpoint in each namespace | 'list'), ttl ms,
+--       limit (0: all), before id, wanted id, namespace count n, n namespaces
+--       (n = 0: all), then filter (field, json) pairs
 local B, mode = ARGV[1], ARGV[2]
 local ttl, limit, before, want = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local nn = tonumber(ARGV[7])
@@ -155,7 +156,7 @@ for _, ns in ipairs(nss) do
   end
 end
 return out
-"""
+""",
 )
 
 TOUCH = LuaScript(

@@ -1,0 +1,127 @@
+"""Plans without a server: which round trips an operation sends, and that bad
+input raises before the first one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+from redis_cluster_saver.commands import Command, Plan, RoundTrip, ScriptCall
+from redis_cluster_saver.keys import KeyLayout
+from redis_cluster_saver.operations import TTL, Operations
+
+
+def ops(**kw: Any) -> Operations:
+    return Operations(KeyLayout("p"), JsonPlusSerializer(), **kw)
+
+
+def trips(plan: Plan[Any], replies: list[Any] | None = None) -> list[RoundTrip]:
+    """Drive a plan, answering every trip with ``replies`` (or Nones)."""
+    out: list[RoundTrip] = []
+    answer: Any = None
+    try:
+        while True:
+            trip = plan.send(answer)
+            out.append(trip)
+            answer = replies if replies is not None else [None] * len(trip.calls)
+    except StopIteration:
+        return out
+
+
+def config(thread: Any = "t", ns: Any = "", cid: Any = None) -> Any:
+    conf = {"thread_id": thread, "checkpoint_ns": ns}
+    if cid is not None:
+        conf["checkpoint_id"] = cid
+    return {"configurable": conf}
+
+
+def checkpoint(values: dict[str, Any] | None = None) -> Any:
+    cp = empty_checkpoint()
+    cp["channel_values"] = values or {}
+    cp["channel_versions"] = {k: 1 for k in cp["channel_values"]}
+    return cp
+
+
+def names(trip: RoundTrip) -> list[str]:
+    return [c.args[0] if isinstance(c, Command) else c.script.name for c in trip.calls]
+
+
+def test_put_is_one_transaction_on_a_single_node() -> None:
+    cp = checkpoint({"a": 1, "b": [1, 2]})
+    sent = trips(ops().put(config(), cp, {"source": "input", "step": -1}, {"a": 1, "b": 1}))
+    assert len(sent) == 1 and sent[0].atomic
+    # data before publication: the registry entry comes after the checkpoint body
+    assert names(sent[0]) == ["HSET", "DEL", "HSET", "SADD", "ZADD", "SADD"]
+
+
+def test_put_on_a_cluster_lists_the_thread_once_then_sends_one_transaction() -> None:
+    o = ops(single_node=False)
+    first = trips(o.put(config(), checkpoint(), {}, {}))
+    again = trips(o.put(config(), checkpoint(), {}, {}))
+    assert [t.atomic for t in first] == [False, True]
+    assert names(first[0]) == ["SADD"]
+    assert len(again) == 1 and again[0].atomic
+    slots = {c.args[1] for c in again[0].calls if isinstance(c, Command)}
+    assert all("{tt}" in str(k) for k in slots)
+
+
+def test_ttl_touches_the_whole_thread_inside_the_transaction() -> None:
+    sent = trips(ops(ttl=TTL(minutes=2)).put(config(), checkpoint(), {}, {}))
+    touch = [c for c in sent[0].calls if isinstance(c, ScriptCall)]
+    assert len(touch) == 1 and touch[0].args[-1] == 120_000
+
+
+def test_put_writes_never_overwrites_ordinary_writes_but_overwrites_special_ones() -> None:
+    sent = trips(
+        ops().put_writes(config(cid="c1"), [("a", 1), ("__error__", "boom"), ("b", 2)], "task")
+    )
+    assert len(sent) == 1 and sent[0].atomic
+    assert names(sent[0]) == ["HSETNX", "HSETNX", "HSET"]
+    assert sent[0].calls[0].args[2] == "task:0"  # type: ignore[union-attr]
+    assert sent[0].calls[2].args[2] == "task:-1"  # type: ignore[union-attr]
+
+
+def test_get_tuple_is_one_script_call() -> None:
+    sent = trips(ops().get_tuple(config()), replies=[[]])
+    assert len(sent) == 1 and names(sent[0]) == ["read"]
+
+
+@pytest.mark.parametrize(
+    ("cfg", "error", "match"),
+    [
+        ({"configurable": {}}, ValueError, "thread_id"),
+        ({}, ValueError, "configurable"),
+        (config(thread=123), TypeError, "thread_id must be a str"),
+        (config(ns=5), TypeError, "checkpoint_ns"),
+        (config(cid=7), TypeError, "checkpoint_id"),
+        (config(thread="\ud800"), ValueError, "thread_id is not valid Unicode"),
+    ],
+)
+def test_bad_config_raises_before_any_round_trip(cfg: Any, error: type, match: str) -> None:
+    plan = ops().put(cfg, checkpoint(), {}, {})
+    with pytest.raises(error, match=match):
+        next(plan)
+
+
+def test_unserialisable_values_and_metadata_raise_before_any_round_trip() -> None:
+    with pytest.raises(TypeError, match="channel 'a'"):
+        next(ops().put(config(), checkpoint({"a": object()}), {}, {"a": 1}))
+    with pytest.raises(ValueError, match=r"metadata\['bad'\]"):
+        next(ops().put(config(), checkpoint(), {"bad": object()}, {}))  # type: ignore[typeddict-unknown-key]
+    with pytest.raises(TypeError, match="write to 'ch'"):
+        next(ops().put_writes(config(cid="c"), [("ok", 1), ("ch", object())], "t"))
+
+
+def test_put_writes_needs_a_checkpoint_id() -> None:
+    with pytest.raises(ValueError, match="checkpoint_id"):
+        next(ops().put_writes(config(), [("a", 1)], "t"))
+
+
+def test_prune_rejects_unknown_strategies() -> None:
+    with pytest.raises(ValueError, match="strategy"):
+        next(ops().prune(["t"], "keep_some"))
+    with pytest.raises(ValueError, match="keep_last"):
+        next(ops().prune(["t"], keep_last=-1))
