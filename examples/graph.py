@@ -1,0 +1,85 @@
+"""A small LangGraph agent without any model call: several nodes, a Send fan-out,
+a subgraph that pauses on interrupt(), and a resume. Used by the demo and tests."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, TypedDict
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command, Send, interrupt
+
+
+class State(TypedDict, total=False):
+    topic: str
+    messages: Annotated[list[str], operator.add]
+    findings: Annotated[list[str], operator.add]
+    approved: bool
+
+
+class ReviewState(TypedDict, total=False):
+    messages: Annotated[list[str], operator.add]
+    findings: list[str]
+    approved: bool
+
+
+def plan(state: State) -> dict[str, Any]:
+    return {"messages": [f"planning research on {state['topic']}"]}
+
+
+def fan_out(state: State) -> list[Send]:
+    return [Send("research", {"topic": f"{state['topic']} / part {i}"}) for i in range(3)]
+
+
+def research(state: State) -> dict[str, Any]:
+    return {"findings": [f"notes on {state['topic']}"]}
+
+
+def draft(state: ReviewState) -> dict[str, Any]:
+    return {"messages": [f"draft from {len(state.get('findings', []))} findings"]}
+
+
+def approve(state: ReviewState) -> dict[str, Any]:
+    answer = interrupt({"question": "publish the draft?", "findings": len(state["findings"])})
+    return {"approved": bool(answer), "messages": [f"reviewer said {answer!r}"]}
+
+
+def build_review() -> Any:
+    review = StateGraph(ReviewState)
+    review.add_node("draft", draft)
+    review.add_node("approve", approve)
+    review.add_edge(START, "draft")
+    review.add_edge("draft", "approve")
+    review.add_edge("approve", END)
+    return review.compile()
+
+
+def publish(state: State) -> dict[str, Any]:
+    verdict = "published" if state.get("approved") else "shelved"
+    return {"messages": [f"{verdict}: {state['topic']}"]}
+
+
+def build_graph(checkpointer: BaseCheckpointSaver[Any]) -> Any:
+    graph = StateGraph(State)
+    graph.add_node("plan", plan)
+    graph.add_node("research", research)
+    graph.add_node("review", build_review())
+    graph.add_node("publish", publish)
+    graph.add_edge(START, "plan")
+    graph.add_conditional_edges("plan", fan_out, ["research"])
+    graph.add_edge("research", "review")
+    graph.add_edge("review", "publish")
+    graph.add_edge("publish", END)
+    return graph.compile(checkpointer=checkpointer)
+
+
+def run_demo_graph(checkpointer: BaseCheckpointSaver[Any], thread_id: str) -> Any:
+    """Run until the interrupt, resume with approval, and return the final state."""
+    graph = build_graph(checkpointer)
+    config = {"configurable": {"thread_id": thread_id}}
+    graph.invoke({"topic": "hash tags", "messages": []}, config)
+    paused = graph.get_state(config)
+    assert paused.next == ("review",), paused.next
+    graph.invoke(Command(resume=True), config)
+    return graph.get_state(config)

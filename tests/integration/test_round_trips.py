@@ -1,0 +1,98 @@
+"""One round trip per operation, counted at the socket; one slot per thread."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.base import empty_checkpoint
+
+from examples.graph import run_demo_graph
+from redis_cluster_saver import AsyncRedisClusterSaver, RedisClusterSaver
+from tests.support.counting import commands_in, recording
+
+from .conftest import saver_options
+
+
+def step(i: int, parent: str | None) -> tuple[Any, Any, Any]:
+    cp = empty_checkpoint()
+    cp["channel_values"] = {"messages": list(range(i)), "flag": i % 2}
+    cp["channel_versions"] = {"messages": i + 1, "flag": 1}
+    config: Any = {"configurable": {"thread_id": "rt-thread", "checkpoint_ns": ""}}
+    if parent:
+        config["configurable"]["checkpoint_id"] = parent
+    return config, cp, {"source": "loop", "step": i}
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
+    with recording(monkeypatch) as packets:
+        yield packets
+
+
+def trips(sent: list[bytes], fn: Callable[[], Any]) -> list[list[str]]:
+    sent.clear()
+    fn()
+    return [commands_in(p) for p in sent]
+
+
+def test_each_sync_operation_is_one_round_trip(
+    sync_saver: RedisClusterSaver, sent: list[bytes]
+) -> None:
+    saver = sync_saver
+    config, cp, md = step(0, None)
+    saver.put(config, cp, md, {"messages": 1, "flag": 1})  # the first put may list the thread
+    parent = None
+    for i in range(1, 4):
+        config, cp, md = step(i, parent)
+        trip = trips(sent, lambda: saver.put(config, cp, md, {"messages": i + 1}))  # noqa: B023
+        assert len(trip) == 1, trip
+        assert trip[0][0] == "MULTI" and trip[0][-1] == "EXEC", trip
+        parent = cp["id"]
+        stored = {"configurable": {**config["configurable"], "checkpoint_id": cp["id"]}}
+        trip = trips(sent, lambda: saver.put_writes(stored, [("a", 1), ("b", 2)], "t"))  # noqa: B023
+        assert len(trip) == 1 and trip[0][0] == "MULTI", trip
+    latest: Any = {"configurable": {"thread_id": "rt-thread", "checkpoint_ns": ""}}
+    saver.get_tuple(latest)  # the server learns the script (EVALSHA, then EVAL once)
+    assert trips(sent, lambda: saver.get_tuple(latest)) == [["EVALSHA"]]
+    assert trips(sent, lambda: saver.get_tuple(stored)) == [["EVALSHA"]]
+    assert trips(sent, lambda: list(saver.list(latest, limit=10))) == [["EVALSHA"]]
+    tup = saver.get_tuple(latest)
+    assert tup is not None and tup.checkpoint["channel_values"]["messages"] == [0, 1, 2]
+    assert len(tup.pending_writes or []) == 2
+
+
+async def test_each_async_operation_is_one_round_trip(
+    async_saver: AsyncRedisClusterSaver, sent: list[bytes]
+) -> None:
+    saver = async_saver
+    config, cp, md = step(0, None)
+    await saver.aput(config, cp, md, {"messages": 1, "flag": 1})
+    config, cp, md = step(1, cp["id"])
+    sent.clear()
+    stored = await saver.aput(config, cp, md, {"messages": 2})
+    assert [commands_in(p)[0] for p in sent] == ["MULTI"]
+    await saver.aget_tuple(stored)  # the server learns the script
+    sent.clear()
+    await saver.aput_writes(stored, [("a", 1)], "task")
+    assert await saver.aget_tuple(stored) is not None
+    assert len([t async for t in saver.alist(stored, limit=10)]) == 1
+    assert [commands_in(p) for p in sent] == [["HSETNX"], ["EVALSHA"], ["EVALSHA"]]
+
+
+def test_every_key_of_a_thread_is_on_one_slot(redis_cluster: Any) -> None:
+    """After a real graph run with a subgraph, CLUSTER KEYSLOT agrees for every key."""
+    options = saver_options(redis_cluster)
+    prefix = options["key_prefix"]
+    with RedisClusterSaver.from_conn_string(redis_cluster.url, **options) as saver:
+        final = run_demo_graph(saver, "slot {test} thread")
+        assert final.values["approved"] is True
+        keys: list[bytes] = []
+        for node in saver.client.get_primaries():
+            conn = saver.client.get_redis_connection(node)
+            keys += list(conn.scan_iter(match=f"{prefix}:{{*", count=1000))
+        child_ns = [k for k in keys if b"review" in k]
+        assert len(keys) > 10 and child_ns, keys
+        slots = {saver.client.cluster_keyslot(k) for k in keys}
+        assert len(slots) == 1, slots
