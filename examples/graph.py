@@ -19,8 +19,8 @@ class State(TypedDict, total=False):
 
 
 class ReviewState(TypedDict, total=False):
-    messages: Annotated[list[str], operator.add]
     findings: list[str]
+    review_log: Annotated[list[str], operator.add]
     approved: bool
 
 
@@ -36,17 +36,21 @@ def research(state: State) -> dict[str, Any]:
     return {"findings": [f"notes on {state['topic']}"]}
 
 
+class ReviewOutput(TypedDict):
+    approved: bool
+
+
 def draft(state: ReviewState) -> dict[str, Any]:
-    return {"messages": [f"draft from {len(state.get('findings', []))} findings"]}
+    return {"review_log": [f"draft from {len(state.get('findings', []))} findings"]}
 
 
 def approve(state: ReviewState) -> dict[str, Any]:
     answer = interrupt({"question": "publish the draft?", "findings": len(state["findings"])})
-    return {"approved": bool(answer), "messages": [f"reviewer said {answer!r}"]}
+    return {"approved": bool(answer), "review_log": [f"reviewer said {answer!r}"]}
 
 
 def build_review() -> Any:
-    review = StateGraph(ReviewState)
+    review = StateGraph(ReviewState, output_schema=ReviewOutput)
     review.add_node("draft", draft)
     review.add_node("approve", approve)
     review.add_edge(START, "draft")
@@ -57,7 +61,8 @@ def build_review() -> Any:
 
 def publish(state: State) -> dict[str, Any]:
     verdict = "published" if state.get("approved") else "shelved"
-    return {"messages": [f"{verdict}: {state['topic']}"]}
+    found = len(state.get("findings", []))
+    return {"messages": [f"{verdict}: {state['topic']} ({found} findings)"]}
 
 
 def build_graph(checkpointer: BaseCheckpointSaver[Any]) -> Any:

@@ -1,0 +1,65 @@
+# Every target works on a fresh Debian machine with only Python and access to the
+# package registries: `make test` and `make demo` install what they need.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEBIAN_PACKAGES := redis-server nutcracker
+TOPOLOGY ?= cluster
+
+.PHONY: venv system-deps lint unit integration test demo cluster-up cluster-down cluster-status clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,dev]'
+	touch $(STAMP)
+
+# Debian's redis-server (plain Redis 7.0, and TLS) and nutcracker (the proxy topology).
+# Installed when missing and possible (root with apt-get); otherwise their tests skip.
+system-deps:
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v nutcracker >/dev/null 2>&1 || [ -x /usr/sbin/nutcracker ] || missing="$$missing nutcracker"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing$$missing with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null; \
+	  else \
+	    echo "not installing$$missing (needs root and apt-get): their tests will skip"; \
+	  fi; \
+	fi
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+unit: venv
+	$(PY) -m pytest tests/unit -q
+
+integration: venv system-deps
+	$(PY) -m pytest tests/integration -q -rs
+
+# The whole suite: lint, type checks, unit tests, then integration tests on every
+# topology (the harness starts the servers and stops them at the end of the run).
+test: venv system-deps lint
+	$(PY) -m pytest tests -q -rs
+
+demo: venv
+	$(PY) -m examples.demo
+
+cluster-up: venv system-deps
+	$(PY) -m cluster up $(TOPOLOGY)
+	$(PY) -m cluster status $(TOPOLOGY)
+
+cluster-down: venv
+	$(PY) -m cluster down
+
+cluster-status: venv
+	$(PY) -m cluster status
+
+clean: cluster-down
+	rm -rf .cluster-run .pytest_cache .mypy_cache .ruff_cache .hypothesis
