@@ -10,9 +10,35 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+class Execution(str, Enum):
+    """How atomic trips and reads are carried out on a given server.
+
+    ``transaction``: MULTI/EXEC for writes, same-slot Lua for reads (the default).
+    ``script``: where MULTI is refused but EVAL works (strict proxies), each write is
+    one same-slot script, so it stays atomic.
+    ``per_key``: where both are refused, plain commands in an order that never
+    exposes a half-written checkpoint, and reads done without scripts.
+    """
+
+    TRANSACTION = "transaction"
+    SCRIPT = "script"
+    PER_KEY = "per_key"
+
+
+@dataclass
+class Mode:
+    """The execution mode one saver's plans and shell share; it can change at run
+    time when a refusal first appears."""
+
+    execution: Execution = Execution.TRANSACTION
+
+
 Arg = str | bytes | int | float
 
 
@@ -33,10 +59,16 @@ class Command:
     """One Redis command, sent as-is."""
 
     args: tuple[Arg, ...]
+    anywhere: bool = False
+    """Keyless: any node may answer it (a cluster client needs to be told)."""
 
     @classmethod
     def of(cls, *args: Arg) -> Command:
         return cls(args)
+
+    @classmethod
+    def keyless(cls, *args: Arg) -> Command:
+        return cls(args, anywhere=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +89,16 @@ class RoundTrip:
 
     Calls in an atomic trip are ordered so that running them one by one (where a
     proxy forbids MULTI) never exposes a half-written checkpoint: data first, the
-    registry entry that publishes it last.
+    registry entry that publishes it last. Plans do not read the replies of atomic
+    trips: their shape depends on how the trip was carried out.
     """
 
     calls: tuple[Call, ...]
     atomic: bool = False
+    force_multi: bool = False
+    """Send as MULTI/EXEC whatever the execution mode (the detector's probe)."""
+    pause: float = 0.0
+    """A trip with no calls that only waits (plans cannot sleep themselves)."""
 
 
 Plan = Generator[RoundTrip, list[Any], T]
@@ -69,3 +106,7 @@ Plan = Generator[RoundTrip, list[Any], T]
 
 def one(call: Call) -> RoundTrip:
     return RoundTrip((call,))
+
+
+def pause(seconds: float) -> RoundTrip:
+    return RoundTrip((), pause=seconds)

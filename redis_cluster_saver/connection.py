@@ -106,6 +106,15 @@ def is_cluster_client(client: Any) -> bool:
     return isinstance(client, (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster))
 
 
+def client_kind(client: Any) -> str:
+    """'cluster', 'sentinel' (a master_for client) or 'single'."""
+    if is_cluster_client(client):
+        return "cluster"
+    pool = getattr(client, "connection_pool", None)
+    pools = (redis.sentinel.SentinelConnectionPool, redis.asyncio.sentinel.SentinelConnectionPool)
+    return "sentinel" if isinstance(pool, pools) else "single"
+
+
 def cluster_enabled(info: Any) -> bool:
     return isinstance(info, Mapping) and str(info.get("cluster_enabled", "0")) == "1"
 
@@ -130,6 +139,8 @@ ASYNC = Flavor(
     redis.asyncio.sentinel.Sentinel,
 )
 PROBE_ERRORS = (redis.ConnectionError, redis.ResponseError, redis.TimeoutError)
+STRICT_PROXY_ARGS = {"protocol": 2, "driver_info": None}
+"""What a strict proxy needs (twemproxy closes the connection on HELLO and CLIENT)."""
 
 
 def needs_probe(endpoint: Endpoint, cluster_mode: bool | None) -> bool:
@@ -152,31 +163,50 @@ def build(flavor: Flavor, endpoint: Endpoint, args: dict[str, Any], cluster_mode
     return flavor.redis.from_url(endpoint.url, **args)
 
 
+STRICT_PROXY_ARGS = {"protocol": 2, "driver_info": None}
+"""What a strict proxy needs (twemproxy closes the connection on HELLO and CLIENT)."""
+
+
+def probe(endpoint: Endpoint, args: dict[str, Any], cluster_mode: bool | None) -> bool:
+    """Is the endpoint a cluster node? Also adds the strict-proxy arguments to
+    ``args`` when the default handshake is refused.
+
+    Runs once per saver with a short-lived sync client, for the async saver too:
+    it keeps one copy of this logic, at the cost of a few milliseconds of blocking
+    on first use.
+    """
+    if not needs_probe(endpoint, cluster_mode):
+        return bool(cluster_mode)
+    for extra in ({}, STRICT_PROXY_ARGS):
+        client = redis.Redis.from_url(endpoint.url, **{**args, **extra})
+        try:
+            client.ping()
+        except redis.ConnectionError:
+            if extra:
+                raise
+            continue  # the handshake itself (HELLO 3, CLIENT SETINFO) may be refused
+        finally:
+            client.close()
+        args.update(extra)
+        break
+    client = redis.Redis.from_url(endpoint.url, **args)
+    try:
+        return cluster_enabled(client.info("cluster"))
+    except PROBE_ERRORS:
+        return False  # a proxy may refuse INFO: it is one endpoint then
+    finally:
+        client.close()
+
+
 def sync_client(
     url: str, connection_args: Mapping[str, Any] | None = None, cluster_mode: bool | None = None
 ) -> Any:
     endpoint, args = parse_url(url), client_args(connection_args)
-    if needs_probe(endpoint, cluster_mode):
-        probe = redis.Redis.from_url(endpoint.url, **args)
-        try:
-            cluster_mode = cluster_enabled(probe.info("cluster"))
-        except PROBE_ERRORS:
-            cluster_mode = False  # a proxy may refuse INFO: it is one endpoint then
-        finally:
-            probe.close()
-    return build(SYNC, endpoint, args, bool(cluster_mode))
+    return build(SYNC, endpoint, args, probe(endpoint, args, cluster_mode))
 
 
-async def async_client(
+def async_client(
     url: str, connection_args: Mapping[str, Any] | None = None, cluster_mode: bool | None = None
 ) -> Any:
     endpoint, args = parse_url(url), client_args(connection_args)
-    if needs_probe(endpoint, cluster_mode):
-        probe = redis.asyncio.Redis.from_url(endpoint.url, **args)
-        try:
-            cluster_mode = cluster_enabled(await probe.info("cluster"))
-        except PROBE_ERRORS:
-            cluster_mode = False
-        finally:
-            await probe.aclose()
-    return build(ASYNC, endpoint, args, bool(cluster_mode))
+    return build(ASYNC, endpoint, args, probe(endpoint, args, cluster_mode))

@@ -1,18 +1,26 @@
 """Thin shells that drive plans over a redis-py client: one sync, one asyncio.
 
-Everything that does not wait on the network (how a trip is queued, how a
-script is invoked) lives in :class:`Shell`; the two subclasses only send.
+Everything that does not wait on the network (how a trip is queued, how an
+atomic trip becomes a script where MULTI is refused) lives in :class:`Shell`;
+the two subclasses only send. Errors are thrown into the plan, so a plan that
+probes (the detector) can catch a refusal where it happens.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any, TypeVar
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
-from .commands import Call, Command, Plan, RoundTrip, ScriptCall
+from . import scripts
+from .commands import Arg, Call, Command, Execution, Mode, Plan, RoundTrip, ScriptCall
+from .connection import is_cluster_client
 
 T = TypeVar("T")
+SPLIT = {"HSET": 2, "ZADD": 2, "DEL": 1}  # commands whose arguments may go in chunks
+CHUNK = 1000
 
 
 def _evalsha_args(call: ScriptCall) -> tuple[Any, ...]:
@@ -23,12 +31,44 @@ def _eval_args(call: ScriptCall) -> tuple[Any, ...]:
     return (call.script.source, len(call.keys), *call.keys, *call.args)
 
 
+def _chunks(args: tuple[Arg, ...]) -> list[tuple[Arg, ...]]:
+    """Lua's unpack() takes a few thousand values: long commands go in pieces."""
+    step = SPLIT.get(str(args[0]).upper())
+    if step is None or len(args) <= 2 + CHUNK * step:
+        return [args]
+    head, rest = args[:2], args[2:]
+    size = CHUNK * step
+    return [head + rest[i : i + size] for i in range(0, len(rest), size)]
+
+
+def as_script(trip: RoundTrip) -> ScriptCall:
+    """An atomic trip as one APPLY call, routed by its first key (all one slot)."""
+    argv: list[Arg] = []
+    first_key: str | None = None
+    for call in trip.calls:
+        if isinstance(call, ScriptCall):
+            assert call.script is scripts.TOUCH, call.script.name
+            parts: list[tuple[Arg, ...]] = [("__touch__", *call.args)]
+            first_key = first_key or call.keys[0]
+        else:
+            parts = _chunks(call.args)
+            first_key = first_key or str(call.args[1])
+        for part in parts:
+            argv += [len(part), *part]
+    assert first_key is not None
+    return ScriptCall(scripts.APPLY, (first_key,), tuple(argv))
+
+
 class Shell:
     """What the sync and async shells share: how each trip maps onto commands."""
 
-    def __init__(self, client: Any, *, transactions: bool = True) -> None:
+    def __init__(self, client: Any, mode: Mode | None = None) -> None:
         self.client = client
-        self.transactions = transactions
+        self.mode = mode or Mode()
+        self.routing = {"target_nodes": "random"} if is_cluster_client(client) else {}
+
+    def options(self, call: Command) -> dict[str, Any]:
+        return self.routing if call.anywhere else {}
 
     @staticmethod
     def queue(pipe: Any, call: Call) -> None:
@@ -40,33 +80,48 @@ class Shell:
             pipe.execute_command("EVAL", *_eval_args(call))
 
     def pipeline(self, trip: RoundTrip) -> Any:
-        pipe = self.client.pipeline(transaction=trip.atomic and self.transactions)
+        multi = trip.atomic and self.mode.execution is Execution.TRANSACTION
+        pipe = self.client.pipeline(transaction=multi or trip.force_multi)
         for call in trip.calls:
             self.queue(pipe, call)
         return pipe
 
+    def single(self, trip: RoundTrip) -> Call | None:
+        """The one call a trip comes down to, if any: it needs no pipeline."""
+        if len(trip.calls) == 1:
+            return trip.calls[0]
+        if trip.atomic and self.mode.execution is Execution.SCRIPT and not trip.force_multi:
+            return as_script(trip)
+        return None
+
     @staticmethod
-    def single(trip: RoundTrip) -> Call | None:
-        """The call of a one-call trip: it needs neither pipeline nor MULTI."""
-        return trip.calls[0] if len(trip.calls) == 1 else None
+    def advance(plan: Plan[T], replies: Any, error: Exception | None) -> RoundTrip:
+        return plan.throw(error) if error is not None else plan.send(replies)
 
 
 class SyncShell(Shell):
     def run(self, plan: Plan[T]) -> T:
         replies: Any = None
+        error: Exception | None = None
         while True:
             try:
-                trip = plan.send(replies)
+                trip = self.advance(plan, replies, error)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
-            replies = self.execute(trip)
+            try:
+                replies, error = self.execute(trip), None
+            except (RedisError, RedisClusterException) as exc:
+                replies, error = None, exc
 
     def execute(self, trip: RoundTrip) -> list[Any]:
+        if not trip.calls:
+            time.sleep(trip.pause)
+            return []
         call = self.single(trip)
         if call is None:
             return list(self.pipeline(trip).execute())
         if isinstance(call, Command):
-            return [self.client.execute_command(*call.args)]
+            return [self.client.execute_command(*call.args, **self.options(call))]
         try:
             return [self.client.execute_command("EVALSHA", *_evalsha_args(call))]
         except NoScriptError:
@@ -76,19 +131,26 @@ class SyncShell(Shell):
 class AsyncShell(Shell):
     async def run(self, plan: Plan[T]) -> T:
         replies: Any = None
+        error: Exception | None = None
         while True:
             try:
-                trip = plan.send(replies)
+                trip = self.advance(plan, replies, error)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
-            replies = await self.execute(trip)
+            try:
+                replies, error = await self.execute(trip), None
+            except (RedisError, RedisClusterException) as exc:
+                replies, error = None, exc
 
     async def execute(self, trip: RoundTrip) -> list[Any]:
+        if not trip.calls:
+            await asyncio.sleep(trip.pause)
+            return []
         call = self.single(trip)
         if call is None:
             return list(await self.pipeline(trip).execute())
         if isinstance(call, Command):
-            return [await self.client.execute_command(*call.args)]
+            return [await self.client.execute_command(*call.args, **self.options(call))]
         try:
             return [await self.client.execute_command("EVALSHA", *_evalsha_args(call))]
         except NoScriptError:

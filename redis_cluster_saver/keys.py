@@ -140,6 +140,10 @@ class KeyLayout:
     def all_directory_buckets(self) -> list[str]:
         return [self.directory_bucket(b) for b in range(DIRECTORY_BUCKETS)]
 
+    def probe_key(self) -> str:
+        """The one key the detector writes (and deletes) to test what is allowed."""
+        return f"{self.prefix}:{{probe}}:detect"
+
     def thread_id_of(self, key: str) -> str:
         """Recover the thread id from any key of a thread (used by cross-thread tools)."""
         start = key.index("{") + 1

@@ -8,6 +8,7 @@ with nothing written.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,9 +28,23 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.types import TASKS
+from redis.exceptions import ConnectionError, TimeoutError
 
-from . import codec, scripts, validation
-from .commands import Arg, Call, Command, Plan, RoundTrip, ScriptCall, one
+from . import codec, perkey, scripts, validation
+from .commands import (
+    Arg,
+    Call,
+    Command,
+    Execution,
+    Mode,
+    Plan,
+    RoundTrip,
+    ScriptCall,
+    T,
+    one,
+    pause,
+)
+from .detector import Capabilities, ModeLog, detect, is_refusal, probe_modes
 from .keys import KeyLayout, ThreadKeys, blob_field, unescape, write_field
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
@@ -118,15 +133,111 @@ class Operations:
     """True when any keys may share a MULTI (standalone, Sentinel): the thread
     directory entry then rides in the same round trip as the write."""
     known_threads: set[str] = field(default_factory=set)
+    mode: Mode = field(default_factory=Mode)
+    transactions: bool | None = None
+    """Forced by the user: False never sends MULTI (None: as detected)."""
+    scripts: bool | None = None
+    """Forced by the user: False never sends scripts (None: as detected)."""
+    client_kind: str = "single"
+    capabilities: Capabilities | None = None
+    failover_wait: float = 15.0
+    """Seconds an operation waits for the server to come back (e.g. a Sentinel or
+    cluster failover) before its connection error reaches the caller."""
+    log: ModeLog = field(default_factory=ModeLog)
+
+    @property
+    def execution(self) -> Execution:
+        return self.mode.execution
+
+    # ---- detection and run-time fallback ---------------------------------------
+
+    def adopt(self, caps: Capabilities) -> None:
+        self.capabilities = caps
+        if caps.topology == "cluster-node":
+            raise ValueError(
+                "this server is a Redis Cluster node but the client is not a cluster "
+                "client: pass a redis.cluster.RedisCluster client or a URL"
+            )
+        self.single_node = caps.topology in ("standalone", "sentinel")
+        self.mode.execution = caps.execution(self.transactions, self.scripts)
+        if self.mode.execution is not Execution.TRANSACTION:
+            forced = self.transactions is False or self.scripts is False
+            reason = (
+                "forced by options"
+                if forced
+                else (
+                    f"the server refuses {'MULTI' if not caps.transactions else 'scripts'}"
+                    f" ({caps.topology})"
+                )
+            )
+            self.log.fallback(self.mode.execution, reason)
+
+    def setup(self) -> Plan[Capabilities]:
+        """Probe the server once (again on every call: setup is idempotent)."""
+        self.adopt((yield from detect(self.layout, self.client_kind)))
+        assert self.capabilities is not None
+        return self.capabilities
+
+    def guarded(self, make: Callable[[], Plan[T]]) -> Plan[T]:
+        """Run an operation; detect first if needed; on a refusal or a lost
+        connection, re-probe, switch mode if the server now refuses what the mode
+        needs, and retry once (every operation is idempotent)."""
+        if self.capabilities is None:
+            yield from self.setup()
+        try:
+            return (yield from make())
+        except Exception as exc:
+            if not is_refusal(exc):
+                raise
+            first = exc
+        multi, lua = yield from self._reachable(first)
+        probed = Capabilities(transactions=multi, scripts=lua)
+        execution = probed.execution(self.transactions, self.scripts)
+        if execution is not self.mode.execution:
+            self.log.fallback(execution, f"the server refused a request mid-flight ({first})")
+            self.mode.execution = execution
+        elif not isinstance(first, (ConnectionError, TimeoutError)):
+            raise first
+        return (yield from make())
+
+    def _reachable(self, first: BaseException) -> Plan[tuple[bool, bool]]:
+        """The mode probes, retried while the server is unreachable (a failover)."""
+        deadline = time.monotonic() + self.failover_wait
+        while True:
+            try:
+                return (yield from probe_modes(self.layout))
+            except (ConnectionError, TimeoutError):
+                if time.monotonic() >= deadline:
+                    raise first from None
+                yield pause(0.25)
 
     # ---- helpers ---------------------------------------------------------------
 
-    def _touch(self, keys: ThreadKeys) -> list[Call]:
-        if not self.ttl.ms:
-            return []
-        return [ScriptCall(scripts.TOUCH, (keys.namespaces,), (keys.base, self.ttl.ms))]
+    def _touch_call(self, keys: ThreadKeys) -> ScriptCall:
+        return ScriptCall(scripts.TOUCH, (keys.namespaces,), (keys.base, self.ttl.ms))
 
-    def _publish(self, thread_id: str, calls: list[Call]) -> Plan[None]:
+    def _write(self, keys: ThreadKeys, calls: list[Call]) -> Plan[None]:
+        """One atomic trip; with a TTL the renewal of the whole thread rides in it
+        (where scripts are refused it follows as its own steps)."""
+        if not self.ttl.ms:
+            yield RoundTrip(tuple(calls), atomic=True)
+        elif self.execution is Execution.PER_KEY:
+            yield RoundTrip(tuple(calls), atomic=True)
+            yield from perkey.touch(self._touch_call(keys))
+        else:
+            yield RoundTrip((*calls, self._touch_call(keys)), atomic=True)
+
+    def _scripts(self, calls: Sequence[ScriptCall]) -> Plan[list[Any]]:
+        """Script calls in one trip, or, where scripts are refused, the same work
+        as plain-command plans (same replies, more round trips)."""
+        if self.execution is not Execution.PER_KEY:
+            return list((yield RoundTrip(tuple(calls))))
+        replies = []
+        for call in calls:
+            replies.append((yield from perkey.PLANS[call.script.name](call)))
+        return replies
+
+    def _publish(self, thread_id: str, keys: ThreadKeys, calls: list[Call]) -> Plan[None]:
         """Send a thread's write as one atomic trip, listing the thread in the directory.
 
         On one node the directory entry joins the transaction. On a cluster it lives
@@ -135,12 +246,12 @@ class Operations:
         """
         entry = Command.of("SADD", self.layout.directory(thread_id), thread_id)
         if self.single_node:
-            yield RoundTrip((*calls, entry), atomic=True)
+            yield from self._write(keys, [*calls, entry])
             return
         if thread_id not in self.known_threads:
             yield one(entry)
             self.known_threads.add(thread_id)
-        yield RoundTrip(tuple(calls), atomic=True)
+        yield from self._write(keys, calls)
 
     def _read_call(
         self,
@@ -209,10 +320,6 @@ class Operations:
         versions = checkpoint["channel_versions"]
         versions[TASKS] = max(versions.values()) if versions else next_version(None)
 
-    def setup(self) -> Plan[None]:
-        """Nothing to create (no index, no schema): check the server answers."""
-        yield one(Command.of("PING"))
-
     # ---- writes ----------------------------------------------------------------
 
     def put(
@@ -267,9 +374,8 @@ class Operations:
             Command(("HSET", cp_key, *_flatten(fields))),
             Command.of("SADD", keys.namespaces, ns),
             Command.of("ZADD", keys.registry(ns), 0, cid),
-            *self._touch(keys),
         ]
-        yield from self._publish(thread_id, calls)
+        yield from self._publish(thread_id, keys, calls)
         return _config(thread_id, ns, cid)
 
     def put_writes(
@@ -301,10 +407,8 @@ class Operations:
                 calls.append(Command.of("HSETNX", key, write_field(task_id, i), frame))
         if overwrite:
             calls.append(Command(("HSET", key, *_flatten(overwrite))))
-        if not calls:
-            return
-        calls += self._touch(keys)
-        yield RoundTrip(tuple(calls), atomic=True)
+        if calls:
+            yield from self._write(keys, calls)
 
     # ---- reads -----------------------------------------------------------------
 
@@ -313,7 +417,9 @@ class Operations:
         ns = validation.namespace(config)
         cid = validation.checkpoint_id(config) or ""
         keys = self.layout.thread(thread_id)
-        (entries,) = yield one(self._read_call(keys, namespaces=[ns], want=cid, limit=1))
+        (entries,) = yield from self._scripts(
+            [self._read_call(keys, namespaces=[ns], want=cid, limit=1)]
+        )
         return self._tuple(thread_id, entries[0]) if entries else None
 
     def list_checkpoints(
@@ -352,7 +458,7 @@ class Operations:
             )
             for tid in thread_ids
         ]
-        replies = yield RoundTrip(tuple(calls))
+        replies = yield from self._scripts(calls)
         found = [
             (entry[1], tid, entry)
             for tid, entries in zip(thread_ids, replies, strict=True)
@@ -381,8 +487,8 @@ class Operations:
         for c in channels:
             validation.text(c, "channel name")
         keys = self.layout.thread(thread_id)
-        (ancestors,) = yield one(
-            ScriptCall(scripts.HISTORY, (keys.namespaces,), (keys.base, ns, cid, *channels))
+        (ancestors,) = yield from self._scripts(
+            [ScriptCall(scripts.HISTORY, (keys.namespaces,), (keys.base, ns, cid, *channels))]
         )
         collected: dict[str, list[PendingWrite]] = {c: [] for c in channels}
         seeds: dict[str, Any] = {}
@@ -421,7 +527,7 @@ class Operations:
         if not thread_ids:
             return
         calls = [make(self.layout.thread(tid)) for tid in thread_ids]
-        left = yield RoundTrip(tuple(calls))
+        left = yield from self._scripts(calls)
         gone = self._forget(tid for tid, n in zip(thread_ids, left, strict=True) if not n)
         if gone:
             yield RoundTrip(tuple(gone))
@@ -467,7 +573,9 @@ class Operations:
         src = validation.text(source_thread_id, "source_thread_id")
         dst = validation.text(target_thread_id, "target_thread_id")
         skeys, dkeys = self.layout.thread(src), self.layout.thread(dst)
-        (exported,) = yield one(ScriptCall(scripts.EXPORT, (skeys.namespaces,), (skeys.base,)))
+        (exported,) = yield from self._scripts(
+            [ScriptCall(scripts.EXPORT, (skeys.namespaces,), (skeys.base,))]
+        )
         if not exported:
             return
         calls: list[Call] = []
@@ -492,8 +600,7 @@ class Operations:
             calls.append(Command.of("SADD", dkeys.namespaces, ns))
             if ids:
                 calls.append(Command(("ZADD", dkeys.registry(ns), *ids)))
-        calls += self._touch(dkeys)
-        yield from self._publish(dst, calls)
+        yield from self._publish(dst, dkeys, calls)
 
 
 def _flatten(mapping: Mapping[Any, Arg]) -> list[Arg]:

@@ -9,7 +9,8 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from .connection import check_client, is_cluster_client
+from .connection import check_client, client_kind
+from .detector import Capabilities
 from .keys import KeyLayout
 from .operations import TTL, Operations, next_version
 
@@ -29,6 +30,8 @@ class SaverBase(BaseCheckpointSaver[str]):
         key_prefix: str = "rcs",
         cluster_mode: bool | None = None,
         transactions: bool | None = None,
+        scripts: bool | None = None,
+        failover_wait: float = 15.0,
         serde: SerializerProtocol | None = None,
     ) -> None:
         super().__init__(serde=serde)
@@ -39,15 +42,26 @@ class SaverBase(BaseCheckpointSaver[str]):
         self.redis_url = redis_url
         self.connection_args = dict(connection_args or {})
         self.cluster_mode = cluster_mode
-        self.transactions = transactions is not False
-        self.ops = Operations(KeyLayout(key_prefix), self.serde, TTL.parse(ttl))
+        self.ops = Operations(
+            KeyLayout(key_prefix),
+            self.serde,
+            TTL.parse(ttl),
+            transactions=transactions,
+            scripts=scripts,
+            failover_wait=failover_wait,
+        )
         self._owns_client = redis_client is None
         if redis_client is not None:
             self._attach(redis_client)
 
     def _attach(self, client: Any) -> None:
         self.client = client
-        self.ops.single_node = not is_cluster_client(client)
+        self.ops.client_kind = client_kind(client)
+
+    @property
+    def capabilities(self) -> Capabilities | None:
+        """What the detector found (after setup or the first operation)."""
+        return self.ops.capabilities
 
     def get_next_version(self, current: str | None, channel: None = None) -> str:
         return next_version(current)

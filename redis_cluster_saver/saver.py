@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from types import TracebackType
 from typing import Any, TypeVar
@@ -32,7 +32,7 @@ class RedisClusterSaver(SaverBase):
         super().__init__(redis_url, **options)
         if redis_url is not None:
             self._attach(sync_client(redis_url, self.connection_args, self.cluster_mode))
-        self.shell = SyncShell(self.client, transactions=self.transactions)
+        self.shell = SyncShell(self.client, self.ops.mode)
 
     @classmethod
     @contextmanager
@@ -55,15 +55,16 @@ class RedisClusterSaver(SaverBase):
         if self._owns_client:
             self.client.close()
 
-    def _run(self, plan: Plan[T]) -> T:
-        return self.shell.run(plan)
+    def _run(self, make: Callable[[], Plan[T]]) -> T:
+        return self.shell.run(self.ops.guarded(make))
 
     def setup(self) -> None:
-        """Check the server answers; safe to call any number of times."""
-        self._run(self.ops.setup())
+        """Probe the server (topology, what it allows); nothing to create, so it is
+        safe to call any number of times. Operations call it when needed."""
+        self.shell.run(self.ops.setup())
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return self._run(self.ops.get_tuple(config))
+        return self._run(lambda: self.ops.get_tuple(config))
 
     def list(
         self,
@@ -74,7 +75,7 @@ class RedisClusterSaver(SaverBase):
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
         yield from self._run(
-            self.ops.list_checkpoints(config, filter=filter, before=before, limit=limit)
+            lambda: self.ops.list_checkpoints(config, filter=filter, before=before, limit=limit)
         )
 
     def put(
@@ -84,7 +85,7 @@ class RedisClusterSaver(SaverBase):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return self._run(self.ops.put(config, checkpoint, metadata, new_versions))
+        return self._run(lambda: self.ops.put(config, checkpoint, metadata, new_versions))
 
     def put_writes(
         self,
@@ -93,16 +94,16 @@ class RedisClusterSaver(SaverBase):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        self._run(self.ops.put_writes(config, writes, task_id, task_path))
+        self._run(lambda: self.ops.put_writes(config, writes, task_id, task_path))
 
     def delete_thread(self, thread_id: str) -> None:
-        self._run(self.ops.delete_thread(thread_id))
+        self._run(lambda: self.ops.delete_thread(thread_id))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        self._run(self.ops.delete_for_runs(run_ids))
+        self._run(lambda: self.ops.delete_for_runs(run_ids))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        self._run(self.ops.copy_thread(source_thread_id, target_thread_id))
+        self._run(lambda: self.ops.copy_thread(source_thread_id, target_thread_id))
 
     def prune(
         self,
@@ -115,26 +116,26 @@ class RedisClusterSaver(SaverBase):
 
         Ancestors a kept checkpoint needs to rebuild DeltaChannel state are kept too.
         """
-        self._run(self.ops.prune(thread_ids, strategy, keep_last))
+        self._run(lambda: self.ops.prune(thread_ids, strategy, keep_last))
 
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
-        return self._run(self.ops.delta_channel_history(config, channels))
+        return self._run(lambda: self.ops.delta_channel_history(config, channels))
 
 
 class AsyncRedisClusterSaver(SaverBase):
     """Checkpoint saver for Redis Cluster, Sentinel, proxies and single servers (asyncio).
 
-    Given a URL, the client is created on first use (probing whether the server
-    is a cluster needs a round trip, which a constructor cannot await).
+    Given a URL, the constructor asks the server once (blocking, a few
+    milliseconds) whether it is a cluster node, as the sync saver does.
     """
 
     def __init__(self, redis_url: str | None = None, **options: Any) -> None:
         super().__init__(redis_url, **options)
-        self._shell = (
-            AsyncShell(self.client, transactions=self.transactions) if (redis_url is None) else None
-        )
+        if redis_url is not None:
+            self._attach(async_client(redis_url, self.connection_args, self.cluster_mode))
+        self.shell = AsyncShell(self.client, self.ops.mode)
 
     @classmethod
     @asynccontextmanager
@@ -156,23 +157,19 @@ class AsyncRedisClusterSaver(SaverBase):
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._owns_client and self._shell is not None:
+        if self._owns_client:
             await self.client.aclose()
 
-    async def _run(self, plan: Plan[T]) -> T:
-        if self._shell is None:
-            assert self.redis_url is not None
-            url, args = self.redis_url, self.connection_args
-            self._attach(await async_client(url, args, self.cluster_mode))
-            self._shell = AsyncShell(self.client, transactions=self.transactions)
-        return await self._shell.run(plan)
+    async def _run(self, make: Callable[[], Plan[T]]) -> T:
+        return await self.shell.run(self.ops.guarded(make))
 
     async def asetup(self) -> None:
-        """Check the server answers; safe to call any number of times."""
-        await self._run(self.ops.setup())
+        """Probe the server (topology, what it allows); nothing to create, so it is
+        safe to call any number of times. Operations call it when needed."""
+        await self.shell.run(self.ops.setup())
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await self._run(self.ops.get_tuple(config))
+        return await self._run(lambda: self.ops.get_tuple(config))
 
     async def alist(
         self,
@@ -183,7 +180,7 @@ class AsyncRedisClusterSaver(SaverBase):
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
         for item in await self._run(
-            self.ops.list_checkpoints(config, filter=filter, before=before, limit=limit)
+            lambda: self.ops.list_checkpoints(config, filter=filter, before=before, limit=limit)
         ):
             yield item
 
@@ -194,7 +191,7 @@ class AsyncRedisClusterSaver(SaverBase):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return await self._run(self.ops.put(config, checkpoint, metadata, new_versions))
+        return await self._run(lambda: self.ops.put(config, checkpoint, metadata, new_versions))
 
     async def aput_writes(
         self,
@@ -203,16 +200,16 @@ class AsyncRedisClusterSaver(SaverBase):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        await self._run(self.ops.put_writes(config, writes, task_id, task_path))
+        await self._run(lambda: self.ops.put_writes(config, writes, task_id, task_path))
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await self._run(self.ops.delete_thread(thread_id))
+        await self._run(lambda: self.ops.delete_thread(thread_id))
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await self._run(self.ops.delete_for_runs(run_ids))
+        await self._run(lambda: self.ops.delete_for_runs(run_ids))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await self._run(self.ops.copy_thread(source_thread_id, target_thread_id))
+        await self._run(lambda: self.ops.copy_thread(source_thread_id, target_thread_id))
 
     async def aprune(
         self,
@@ -225,9 +222,9 @@ class AsyncRedisClusterSaver(SaverBase):
 
         Ancestors a kept checkpoint needs to rebuild DeltaChannel state are kept too.
         """
-        await self._run(self.ops.prune(thread_ids, strategy, keep_last))
+        await self._run(lambda: self.ops.prune(thread_ids, strategy, keep_last))
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
-        return await self._run(self.ops.delta_channel_history(config, channels))
+        return await self._run(lambda: self.ops.delta_channel_history(config, channels))

@@ -328,3 +328,25 @@ end
 return out
 """,
 )
+
+APPLY = LuaScript(
+    "apply",
+    _COMMON
+    + r"""
+-- ARGV: groups of (n, command, n - 1 arguments); the pseudo command '__touch__'
+-- renews a thread's TTL. One script call = one atomic write on a same-slot thread.
+local out = {}
+local i = 1
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  if ARGV[i + 1] == '__touch__' then
+    touch(ARGV[i + 2], tonumber(ARGV[i + 3]))
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = redis.call(unpack(ARGV, i + 1, i + n))
+  end
+  i = i + n + 1
+end
+return out
+""",
+)

@@ -21,7 +21,18 @@ from redis_cluster_saver import AsyncRedisClusterSaver, RedisClusterSaver
 
 from .conftest import deployment_for, saver_options
 
-TOPOLOGIES = ["standalone", "cluster"]
+# (topology, forced options): every topology as detected, and the fallback modes
+# forced on a cluster: per key (no MULTI, no scripts) and script (no MULTI)
+CASES = [
+    ("standalone", {}),
+    ("plain", {}),
+    ("cluster", {}),
+    ("sentinel", {}),
+    ("proxy", {}),
+    ("cluster", {"transactions": False, "scripts": False}),
+    ("cluster", {"transactions": False}),
+]
+IDS = [t + "".join(f"-no-{k}" for k in o) for t, o in CASES]
 
 
 class SyncDriven(BaseCheckpointSaver[str]):
@@ -90,31 +101,40 @@ def assert_all_passed(report: Any) -> None:
     assert total >= 81
 
 
-@pytest.mark.parametrize("topology", TOPOLOGIES)
+def url_of(deployment: Any) -> str:
+    if deployment.topology == "sentinel":
+        hosts = ",".join(f"{h}:{p}" for h, p in deployment.sentinels)
+        return f"redis+sentinel://{hosts}/{deployment.service_name}"
+    return str(deployment.url)
+
+
+@pytest.mark.parametrize(("topology", "forced"), CASES, ids=IDS)
 async def test_async_saver_passes_every_capability(
-    request: pytest.FixtureRequest, topology: str
+    request: pytest.FixtureRequest, topology: str, forced: dict[str, Any]
 ) -> None:
     deployment = deployment_for(request, topology)
 
-    @checkpointer_test(name=f"AsyncRedisClusterSaver[{topology}]")
+    @checkpointer_test(name=f"AsyncRedisClusterSaver[{topology}{forced or ''}]")
     async def factory() -> AsyncIterator[AsyncRedisClusterSaver]:
         async with AsyncRedisClusterSaver.from_conn_string(
-            deployment.url, **saver_options(deployment)
+            url_of(deployment), **saver_options(deployment, **forced)
         ) as saver:
             yield saver
 
     assert_all_passed(await validate(factory))
 
 
-@pytest.mark.parametrize("topology", TOPOLOGIES)
+@pytest.mark.parametrize(("topology", "forced"), CASES, ids=IDS)
 async def test_sync_saver_passes_every_capability(
-    request: pytest.FixtureRequest, topology: str
+    request: pytest.FixtureRequest, topology: str, forced: dict[str, Any]
 ) -> None:
     deployment = deployment_for(request, topology)
 
-    @checkpointer_test(name=f"RedisClusterSaver[{topology}]")
+    @checkpointer_test(name=f"RedisClusterSaver[{topology}{forced or ''}]")
     async def factory() -> AsyncIterator[SyncDriven]:
-        with RedisClusterSaver.from_conn_string(deployment.url, **saver_options(deployment)) as s:
-            yield SyncDriven(s)
+        with RedisClusterSaver.from_conn_string(
+            url_of(deployment), **saver_options(deployment, **forced)
+        ) as saver:
+            yield SyncDriven(saver)
 
     assert_all_passed(await validate(factory))

@@ -202,7 +202,7 @@ def test_copy_thread_copies_the_whole_chain_and_its_writes(sync_saver: RedisClus
             if a.parent_config:
                 assert b.parent_config is not None
                 assert b.parent_config["configurable"]["thread_id"] == "dst"
-    assert "dst" in sync_saver._run(sync_saver.ops.thread_ids())
+    assert "dst" in sync_saver._run(sync_saver.ops.thread_ids)
 
 
 def test_delete_thread_leaves_no_key_behind(deployment: Any) -> None:

@@ -1,0 +1,180 @@
+"""What the saver talks to, found out once with harmless commands.
+
+Managed services and proxies refuse some commands, sometimes by closing the
+connection: every probe treats a refusal as an answer ("not allowed" or
+"unknown"), never as a crash. Probes only touch one key under the saver's prefix
+(``<prefix>:{probe}:detect``), which they delete again; no FLUSH, no KEYS.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.exceptions import (
+    ConnectionError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TimeoutError,
+)
+
+from .commands import Command, Execution, LuaScript, Plan, RoundTrip, ScriptCall, one
+from .keys import KeyLayout
+
+logger = logging.getLogger("redis_cluster_saver")
+
+PING_SCRIPT = LuaScript("ping", "return redis.call('EXISTS', KEYS[1]) + 1")
+REFUSALS = ("multi", "exec", "eval", "script", "not allowed", "unknown command", "noperm")
+
+
+@dataclass
+class Capabilities:
+    """The detector's findings. ``None`` means "could not tell" (a refused probe)."""
+
+    server: str = "unknown"
+    version: str = "unknown"
+    topology: str = "standalone"
+    enterprise: bool = False
+    transactions: bool | None = None
+    scripts: bool | None = None
+    search: bool | None = None
+    search_all_shards: bool | None = None
+    json: bool | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def execution(self, transactions: bool | None, scripts: bool | None) -> Execution:
+        """The execution mode, honouring what the user forced."""
+        multi = self.transactions if transactions is None else transactions
+        lua = self.scripts if scripts is None else scripts
+        if multi and lua is not False:
+            return Execution.TRANSACTION
+        if lua:
+            return Execution.SCRIPT
+        return Execution.PER_KEY
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(what, finding) pairs for people: the doctor's table."""
+
+        def yes(v: bool | None) -> str:
+            return "unknown" if v is None else ("yes" if v else "no")
+
+        return [
+            ("server", f"{self.server} {self.version}"),
+            ("topology", self.topology + (" (Redis Enterprise)" if self.enterprise else "")),
+            ("MULTI/EXEC on one slot", yes(self.transactions)),
+            ("Lua scripts", yes(self.scripts)),
+            ("Search module", yes(self.search)),
+            ("search sees all shards", yes(self.search_all_shards)),
+            ("JSON module", yes(self.json)),
+            ("execution", self.execution(None, None).value),
+        ]
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """A proxy or ACL saying no (as opposed to a failure of the command itself)."""
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, ResponseError) and (
+        any(word in text for word in REFUSALS) or "crossslot" in text
+    )
+
+
+def _info(reply: Any) -> Mapping[str, Any]:
+    """INFO from one node (a cluster client answers per node)."""
+    if isinstance(reply, Mapping) and reply and all(isinstance(v, Mapping) for v in reply.values()):
+        return next(iter(reply.values()))
+    return reply if isinstance(reply, Mapping) else {}
+
+
+def _read_server(caps: Capabilities, info: Mapping[str, Any]) -> None:
+    if "valkey_version" in info or info.get("server_name") == "valkey":
+        caps.server, caps.version = "valkey", str(info.get("valkey_version", "?"))
+    elif "redis_version" in info:
+        caps.server, caps.version = "redis", str(info["redis_version"])
+    if "rlec_version" in info:
+        caps.enterprise = True
+        caps.notes.append(f"rlec_version {info['rlec_version']} in INFO")
+
+
+def _attempt(trip: RoundTrip) -> Plan[tuple[bool, Any]]:
+    """(True, replies) if the trip ran, (False, error) if it was refused, by an
+    error or by a closed connection (strict proxies close it on what they refuse)."""
+    try:
+        replies = yield trip
+    except (RedisError, RedisClusterException) as exc:
+        return False, exc
+    return True, replies
+
+
+def probe_modes(layout: KeyLayout) -> Plan[tuple[bool, bool]]:
+    """Are same-slot MULTI/EXEC and Lua allowed? Raises if the server is down:
+    a probe that fails only because nothing answers proves nothing."""
+    key = layout.probe_key()
+    yield one(Command.keyless("PING"))
+    multi, _ = yield from _attempt(
+        RoundTrip(
+            (Command.of("SET", key, "1", "PX", 10_000), Command.of("DEL", key)),
+            atomic=True,
+            force_multi=True,
+        )
+    )
+    lua, _ = yield from _attempt(one(ScriptCall(PING_SCRIPT, (key,), ())))
+    yield one(Command.keyless("PING"))
+    return multi, lua
+
+
+def detect(layout: KeyLayout, client_kind: str) -> Plan[Capabilities]:
+    """Probe once: ``client_kind`` is 'cluster', 'sentinel' or 'single'."""
+    caps = Capabilities(
+        topology={"cluster": "cluster", "sentinel": "sentinel"}.get(client_kind, "standalone")
+    )
+    ok, reply = yield from _attempt(one(Command.keyless("INFO", "server")))
+    if ok:
+        _read_server(caps, _info(reply[0]))
+    else:
+        caps.notes.append("INFO refused")
+    if client_kind == "single":
+        ok_cluster, reply = yield from _attempt(one(Command.keyless("INFO", "cluster")))
+        if ok_cluster and str(_info(reply[0]).get("cluster_enabled", "0")) == "1":
+            caps.topology = "cluster-node"
+            caps.notes.append("a cluster node reached through a single-node client")
+        elif not ok or caps.enterprise:
+            caps.topology = "proxy"
+    caps.transactions, caps.scripts = yield from probe_modes(layout)
+    if caps.transactions is False and client_kind == "single":
+        caps.topology = "proxy"
+    ok, _ = yield from _attempt(one(Command.keyless("FT._LIST")))
+    caps.search = ok
+    ok, _ = yield from _attempt(one(Command.of("JSON.TYPE", layout.probe_key())))
+    caps.json = ok
+    if caps.search:
+        if caps.topology == "cluster":
+            # a search coordinator answers FT.SEARCH across shards and exposes the
+            # shard-local _FT.SEARCH; without it each shard searches only itself
+            ok, reply = yield from _attempt(one(Command.keyless("COMMAND", "INFO", "_FT.SEARCH")))
+            caps.search_all_shards = bool(ok and reply[0] and any(reply[0]))
+        else:
+            caps.search_all_shards = caps.topology != "proxy"
+    return caps
+
+
+class ModeLog:
+    """Logs each fallback once per saver, at WARNING, with its reason."""
+
+    def __init__(self) -> None:
+        self.said: set[str] = set()
+
+    def fallback(self, execution: Execution, reason: str) -> None:
+        if execution is Execution.TRANSACTION or execution.value in self.said:
+            return
+        self.said.add(execution.value)
+        how = (
+            "one Lua script per write (still atomic)"
+            if execution is Execution.SCRIPT
+            else "per-key commands (data first, registry last)"
+        )
+        logger.warning("redis-cluster-saver: %s; running writes as %s", reason, how)

@@ -1,0 +1,301 @@
+"""Plans that do what each script does, with plain commands only.
+
+For servers and proxies that refuse scripts: the same replies as the scripts in
+``scripts.py``, so every operation works unchanged, at the price of a few more
+round trips. Deletions go child data first and registry entry last, so an
+interrupted run never leaves a listed checkpoint half-gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from . import codec
+from .commands import Arg, Command, Plan, RoundTrip, ScriptCall, one
+from .keys import ThreadKeys, escape
+
+BATCH = 64
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _b(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def _trip(*calls: Command) -> RoundTrip:
+    return RoundTrip(tuple(calls))
+
+
+def _namespaces(keys: ThreadKeys) -> Plan[list[str]]:
+    (members,) = yield one(Command.of("SMEMBERS", keys.namespaces))
+    return sorted(_s(m) for m in members)
+
+
+def _ids(keys: ThreadKeys, ns: str, newest_first: bool = False) -> Plan[list[str]]:
+    cmd = (
+        ("ZREVRANGEBYLEX", keys.registry(ns), "+", "-")
+        if newest_first
+        else ("ZRANGEBYLEX", keys.registry(ns), "-", "+")
+    )
+    (ids,) = yield one(Command(cmd))
+    return [_s(i) for i in ids]
+
+
+def _flat(mapping: Any) -> list[bytes]:
+    out: list[bytes] = []
+    for k, v in codec.pairs(mapping).items():
+        out += (_b(k), _b(v))
+    return out
+
+
+def load_entries(keys: ThreadKeys, ns: str, ids: Sequence[str]) -> Plan[list[list[Any]]]:
+    """Entries shaped like the read script's: [ns, id, cp, writes, values, parent writes]."""
+    if not ids:
+        return []
+    calls: list[Command] = []
+    for cid in ids:
+        calls += [
+            Command.of("HGETALL", keys.checkpoint(ns, cid)),
+            Command.of("HGETALL", keys.writes(ns, cid)),
+        ]
+    replies = yield RoundTrip(tuple(calls))
+    found = []
+    for i, cid in enumerate(ids):
+        cp = codec.pairs(replies[2 * i])
+        if cp:
+            found.append((cid, cp, replies[2 * i + 1]))
+    follow: list[Command] = []
+    where: list[tuple[int | None, int | None]] = []  # per entry: (values, parent writes)
+    for _, cp, _ in found:
+        names = [n for n in cp[b"blobs"].split(b"\n") if n] if cp.get(b"blobs") else []
+        vi = pi = None
+        if names:
+            vi = len(follow)
+            follow.append(Command(("HMGET", keys.blobs(ns), *names)))
+        if int(cp.get(b"v", b"4")) < 4 and cp.get(b"parent"):
+            pi = len(follow)
+            follow.append(Command.of("HGETALL", keys.writes(ns, _s(cp[b"parent"]))))
+        where.append((vi, pi))
+    more = (yield RoundTrip(tuple(follow))) if follow else []
+    entries = []
+    for (cid, cp, writes), (vi, pi) in zip(found, where):
+        values = more[vi] if vi is not None else []
+        parent_writes = more[pi] if pi is not None else {}
+        entries.append(
+            [ns.encode(), cid.encode(), _flat(cp), _flat(writes), values, _flat(parent_writes)]
+        )
+    return entries
+
+
+def _matches(cp: dict[bytes, bytes], filters: Sequence[tuple[bytes, bytes]]) -> bool:
+    for field, want in filters:
+        got = cp.get(field)
+        if got != want and not (got is None and want == b"null"):
+            return False
+    return True
+
+
+def read(call: ScriptCall) -> Plan[list[list[Any]]]:
+    base, mode, ttl, limit, before, want, n, *rest = call.args
+    keys = ThreadKeys(_s(base))
+    count, limit_n = int(n), int(limit)
+    namespaces = [_s(x) for x in rest[:count]]
+    filters = [(_b(rest[i]), _b(rest[i + 1])) for i in range(count, len(rest), 2)]
+    if int(ttl) > 0:
+        yield from touch(ScriptCall(call.script, call.keys, (base, ttl)))
+    if not namespaces:
+        namespaces = yield from _namespaces(keys)
+    out: list[list[Any]] = []
+    for ns in namespaces:
+        if mode == "id":
+            out += yield from load_entries(keys, ns, [_s(want)])
+            continue
+        upper = f"({_s(before)}" if before else "+"
+        found = 0
+        while limit_n == 0 or found < limit_n:
+            (ids,) = yield one(
+                Command.of("ZREVRANGEBYLEX", keys.registry(ns), upper, "-", "LIMIT", 0, BATCH)
+            )
+            entries = yield from load_entries(keys, ns, [_s(i) for i in ids])
+            for entry in entries:
+                if _matches(codec.pairs(entry[2]), filters) and (limit_n == 0 or found < limit_n):
+                    out.append(entry)
+                    found += 1
+            if len(ids) < BATCH:
+                break
+            upper = f"({_s(ids[-1])}"
+    return out
+
+
+def touch(call: ScriptCall) -> Plan[int]:
+    base, ttl = call.args[0], int(call.args[1])
+    keys = ThreadKeys(_s(base))
+    calls: list[Command] = []
+    for ns in (yield from _namespaces(keys)):
+        for cid in (yield from _ids(keys, ns)):
+            calls += [
+                Command.of("PEXPIRE", keys.checkpoint(ns, cid), ttl),
+                Command.of("PEXPIRE", keys.writes(ns, cid), ttl),
+            ]
+        calls += [
+            Command.of("PEXPIRE", keys.registry(ns), ttl),
+            Command.of("PEXPIRE", keys.blobs(ns), ttl),
+        ]
+    yield RoundTrip((*calls, Command.of("PEXPIRE", keys.namespaces, ttl)))
+    return 1
+
+
+def _drop(keys: ThreadKeys, ns: str, ids: Sequence[str]) -> Plan[None]:
+    if ids:
+        data = [Command.of("DEL", keys.checkpoint(ns, c), keys.writes(ns, c)) for c in ids]
+        yield RoundTrip(tuple(data))
+        yield one(Command(("ZREM", keys.registry(ns), *ids)))
+
+
+def _settle(keys: ThreadKeys, ns: str) -> Plan[None]:
+    """Drop unused channel values; forget the namespace once it is empty."""
+    ids = yield from _ids(keys, ns)
+    lists = yield RoundTrip(tuple(Command.of("HGET", keys.checkpoint(ns, c), "blobs") for c in ids))
+    used = {f for blob_list in lists if blob_list for f in _b(blob_list).split(b"\n") if f}
+    (fields,) = yield one(Command.of("HKEYS", keys.blobs(ns)))
+    unused = [f for f in fields if f not in used]
+    if unused:
+        yield one(Command(("HDEL", keys.blobs(ns), *unused)))
+    if not ids:
+        yield _trip(
+            Command.of("DEL", keys.registry(ns), keys.blobs(ns)),
+            Command.of("SREM", keys.namespaces, ns),
+        )
+
+
+def _scard(keys: ThreadKeys) -> Plan[int]:
+    (n,) = yield one(Command.of("SCARD", keys.namespaces))
+    return int(n)
+
+
+def delete_thread(call: ScriptCall) -> Plan[int]:
+    keys = ThreadKeys(_s(call.args[0]))
+    for ns in (yield from _namespaces(keys)):
+        yield from _drop(keys, ns, (yield from _ids(keys, ns)))
+        yield one(Command.of("DEL", keys.registry(ns), keys.blobs(ns)))
+    yield one(Command.of("DEL", keys.namespaces))
+    return 0
+
+
+def _cp_fields(keys: ThreadKeys, ns: str, ids: Sequence[str], *fields: str) -> Plan[list[Any]]:
+    replies = yield RoundTrip(
+        tuple(Command(("HMGET", keys.checkpoint(ns, c), *fields)) for c in ids)
+    )
+    return list(replies)
+
+
+def prune(call: ScriptCall) -> Plan[int]:
+    keys, keep_n = ThreadKeys(_s(call.args[0])), int(call.args[1])
+    for ns in (yield from _namespaces(keys)):
+        ids = yield from _ids(keys, ns, newest_first=True)
+        keep = set(ids[:keep_n])
+        for cid in ids[:keep_n]:
+            (counters,) = yield from _cp_fields(keys, ns, [cid], "m:counters_since_delta_snapshot")
+            if counters[0] is None:
+                continue
+            remaining = {escape(ch) + ":" for ch in orjson.loads(counters[0])}
+            cur: str | None = cid
+            while remaining and cur:
+                ((blob_list, parent),) = yield from _cp_fields(keys, ns, [cur], "blobs", "parent")
+                if blob_list is None:
+                    break
+                keep.add(cur)
+                names = [_s(f) for f in _b(blob_list).split(b"\n") if f]
+                candidates = [f for f in names if f[: f.index(":") + 1] in remaining]
+                if candidates:
+                    present = yield RoundTrip(
+                        tuple(Command.of("HEXISTS", keys.blobs(ns), f) for f in candidates)
+                    )
+                    for f, there in zip(candidates, present):
+                        if there:
+                            remaining.discard(f[: f.index(":") + 1])
+                cur = _s(parent) if parent else None
+        yield from _drop(keys, ns, [c for c in ids if c not in keep])
+        yield from _settle(keys, ns)
+    return (yield from _scard(keys))
+
+
+def delete_runs(call: ScriptCall) -> Plan[int]:
+    keys = ThreadKeys(_s(call.args[0]))
+    runs = {_b(r) for r in call.args[1:]}
+    for ns in (yield from _namespaces(keys)):
+        ids = yield from _ids(keys, ns)
+        fields = yield from _cp_fields(keys, ns, ids, "run_id")
+        yield from _drop(keys, ns, [c for c, (run,) in zip(ids, fields) if run in runs])
+        yield from _settle(keys, ns)
+    return (yield from _scard(keys))
+
+
+def export(call: ScriptCall) -> Plan[list[list[Any]]]:
+    keys = ThreadKeys(_s(call.args[0]))
+    out: list[list[Any]] = []
+    for ns in (yield from _namespaces(keys)):
+        ids = yield from _ids(keys, ns)
+        calls = [Command.of("HGETALL", keys.blobs(ns))]
+        for cid in ids:
+            calls += [
+                Command.of("HGETALL", keys.checkpoint(ns, cid)),
+                Command.of("HGETALL", keys.writes(ns, cid)),
+            ]
+        replies = yield RoundTrip(tuple(calls))
+        entries = [
+            [cid.encode(), _flat(replies[1 + 2 * i]), _flat(replies[2 + 2 * i])]
+            for i, cid in enumerate(ids)
+            if replies[1 + 2 * i]
+        ]
+        out.append([ns.encode(), _flat(replies[0]), entries])
+    return out
+
+
+def history(call: ScriptCall) -> Plan[list[list[Any]]]:
+    base, ns_arg, cid, *channels = call.args
+    keys, ns = ThreadKeys(_s(base)), _s(ns_arg)
+    target = _s(cid)
+    if not target:
+        ids = yield from _ids(keys, ns, newest_first=True)
+        if not ids:
+            return []
+        target = ids[0]
+    remaining = {escape(_s(c)) + ":": _s(c) for c in channels}
+    ((cur,),) = yield from _cp_fields(keys, ns, [target], "parent")
+    out: list[list[Any]] = []
+    while remaining and cur:
+        ((blob_list, parent),) = yield from _cp_fields(keys, ns, [_s(cur)], "blobs", "parent")
+        if blob_list is None:
+            break
+        (writes,) = yield one(Command.of("HGETALL", keys.writes(ns, _s(cur))))
+        names = [_s(f) for f in _b(blob_list).split(b"\n") if f]
+        candidates = [f for f in names if f[: f.index(":") + 1] in remaining]
+        seeds: list[Arg] = []
+        if candidates:
+            values = yield RoundTrip(
+                tuple(Command.of("HGET", keys.blobs(ns), f) for f in candidates)
+            )
+            for f, value in zip(candidates, values):
+                if value is not None:
+                    seeds += [remaining.pop(f[: f.index(":") + 1]).encode(), value]
+        out.append([_b(cur), _flat(writes), seeds])
+        cur = parent
+    return out
+
+
+PLANS: dict[str, Callable[[ScriptCall], Plan[Any]]] = {
+    "read": read,
+    "touch": touch,
+    "delete_thread": delete_thread,
+    "prune": prune,
+    "delete_runs": delete_runs,
+    "export": export,
+    "history": history,
+}
