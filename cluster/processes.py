@@ -14,13 +14,25 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .model import Node
 from .ports import HOST, PortClash
 
 POLL_INTERVAL = 0.05
+
+
+def no_retry() -> Retry:
+    """Zero retries: redis-py 8 retries 3x with backoff by default; the harness polls instead.
+
+    A fresh object each time because connections mutate their Retry.
+    """
+    return Retry(NoBackoff(), 0)
+
 
 # Popen objects of children started by this process, so killed children can be reaped
 # (otherwise they linger as zombies and look alive in /proc).
@@ -72,8 +84,8 @@ def proc_starttime(pid: int) -> int:
 def proc_cmdline(pid: int) -> str:
     """The (possibly retitled) command line of ``pid`` as one string."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
-            errors="replace"
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         )
     except OSError:
         return ""
@@ -97,7 +109,9 @@ def owns(node: Node, workdir: str | Path) -> bool:
     if node.starttime and proc_starttime(node.pid) != node.starttime:
         return False
     cmd = proc_cmdline(node.pid)
-    return f":{node.port}" in cmd or f" {node.port}" in cmd or str(workdir) in cmd
+    if f":{node.port}" in cmd or f" {node.port}" in cmd:
+        return True
+    return bool(str(workdir)) and str(workdir) in cmd
 
 
 def signal_node(node: Node, workdir: str | Path, sig: signal.Signals) -> bool:
@@ -143,17 +157,24 @@ def log_tail(path: str | Path, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
 
 
-def admin_client(port: int, timeout: float = 1.0) -> redis.Redis:
+def admin_client(port: int, timeout: float = 1.0, *, decode: bool = True) -> redis.Redis:
     """A short-timeout RESP2 client for harness bookkeeping commands."""
     return redis.Redis(
         host=HOST,
         port=port,
         protocol=2,
-        decode_responses=True,
+        decode_responses=decode,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         driver_info=None,
+        retry=no_retry(),
     )
+
+
+def command(client: redis.Redis, *args: Any) -> Any:
+    """``client.execute_command`` with a typed signature (redis-py leaves it untyped)."""
+    execute: Callable[..., Any] = client.execute_command
+    return execute(*args)
 
 
 def _check_failed(node: Node, proc: subprocess.Popen[bytes] | None) -> None:
@@ -194,7 +215,9 @@ def wait_until(
             return
         if time.monotonic() > deadline:
             logs = "\n".join(f"--- {n.name} ({n.log}):\n{log_tail(n.log, 8)}" for n in nodes)
-            raise StartupError(f"timed out after {timeout:.0f}s waiting for {what}: {reason}\n{logs}")
+            raise StartupError(
+                f"timed out after {timeout:.0f}s waiting for {what}: {reason}\n{logs}"
+            )
         time.sleep(POLL_INTERVAL)
 
 

@@ -21,6 +21,8 @@ from .ports import HOST, PortClash, free_ports
 from .processes import (
     StartupError,
     admin_client,
+    command,
+    no_retry,
     proc_starttime,
     spawn,
     terminate,
@@ -94,6 +96,7 @@ def server_argv(binary: Path, port: int, workdir: Path, log: Path, *, modules: b
         "--dbfilename", f"dump-{port}.rdb",
         "--repl-diskless-sync", "yes",
         "--repl-diskless-sync-delay", "0",
+        "--repl-diskless-load", "on-empty-db",
         "--shutdown-timeout", "0",
     ]  # fmt: skip
     if modules:
@@ -173,7 +176,7 @@ def cluster_view(port: int) -> list[dict[str, Any]]:
     """CLUSTER NODES as seen by the node on ``port``."""
     client = admin_client(port)
     try:
-        return parse_cluster_nodes(str(client.execute_command("CLUSTER", "NODES")))
+        return parse_cluster_nodes(str(command(client, "CLUSTER", "NODES")))
     finally:
         client.close()
 
@@ -186,27 +189,50 @@ def _canonical(view: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     )
 
 
+def _replicas_missing_from_slots(slots: Any, live: list[dict[str, Any]]) -> list[int]:
+    """Ports of primaries whose live replicas CLUSTER SLOTS does not list yet.
+
+    A node omits a replica from CLUSTER SLOTS until gossip tells it the replica has
+    synced, so clients reading from replicas would not see it right after startup.
+    """
+    want: dict[int, int] = {}
+    for v in live:
+        if "slave" in v["flags"]:
+            primary = next((p for p in live if p["id"] == v["master"]), None)
+            if primary is not None:
+                want[primary["port"]] = want.get(primary["port"], 0) + 1
+    lagging = set()
+    for entry in slots:
+        port = int(entry[2][1])
+        if len(entry) - 3 < want.get(port, 0):
+            lagging.add(port)
+    return sorted(lagging)
+
+
 def cluster_health(nodes: list[Node]) -> str | None:
     """None when ``nodes`` form a healthy, converged cluster; else the reason it is not."""
     views = []
     for n in nodes:
         client = admin_client(n.port)
         try:
-            info = str(client.execute_command("CLUSTER", "INFO"))
+            info = str(command(client, "CLUSTER", "INFO"))
             if _info_field(info, "cluster_state") != "ok":
                 return f"{n.name}: cluster_state={_info_field(info, 'cluster_state')}"
             for key in ("cluster_slots_assigned", "cluster_slots_ok"):
                 if _info_field(info, key) != str(SLOTS):
                     return f"{n.name}: {key}={_info_field(info, key)}"
-            view = parse_cluster_nodes(str(client.execute_command("CLUSTER", "NODES")))
+            view = parse_cluster_nodes(str(command(client, "CLUSTER", "NODES")))
             me = next(v for v in view if "myself" in v["flags"])
             if "slave" in me["flags"]:
                 repl = client.info("replication")
                 if repl.get("master_link_status") != "up":
                     return f"{n.name}: master_link_status={repl.get('master_link_status')}"
+            live = [v for v in view if "fail" not in v["flags"] and "noaddr" not in v["flags"]]
+            lagging = _replicas_missing_from_slots(command(client, "CLUSTER", "SLOTS"), live)
+            if lagging:
+                return f"{n.name}: CLUSTER SLOTS does not list replicas of {lagging} yet"
         finally:
             client.close()
-        live = [v for v in view if "fail" not in v["flags"] and "noaddr" not in v["flags"]]
         if any("handshake" in v["flags"] or v["link"] != "connected" for v in live):
             return f"{n.name}: links not all connected"
         views.append(_canonical(live))
@@ -247,14 +273,16 @@ def build_cluster(launch: _Launch) -> Deployment:
     clients = [admin_client(n.port) for n in nodes]
     try:
         for i, (n, c) in enumerate(zip(nodes, clients, strict=True)):
-            n.node_id = str(c.execute_command("CLUSTER", "MYID"))
+            n.node_id = str(command(c, "CLUSTER", "MYID"))
             # Distinct epochs up front avoid the slow epoch-collision resolution.
-            c.execute_command("CLUSTER", "SET-CONFIG-EPOCH", i + 1)
+            command(c, "CLUSTER", "SET-CONFIG-EPOCH", i + 1)
         primaries, replicas = nodes[:CLUSTER_PRIMARIES], nodes[CLUSTER_PRIMARIES:]
         for c, (lo, hi) in zip(clients, _slot_ranges(CLUSTER_PRIMARIES), strict=False):
-            c.execute_command("CLUSTER", "ADDSLOTSRANGE", lo, hi)
-        for n in nodes[1:]:
-            clients[0].execute_command("CLUSTER", "MEET", HOST, n.port, n.bus_port)
+            command(c, "CLUSTER", "ADDSLOTSRANGE", lo, hi)
+        # Full mesh of MEETs: waiting for gossip to spread a star topology costs ~1 s.
+        for i, c in enumerate(clients):
+            for n in nodes[i + 1 :]:
+                command(c, "CLUSTER", "MEET", HOST, n.port, n.bus_port)
 
         def replicas_know_primaries() -> str | None:
             for r, p in zip(replicas, primaries, strict=True):
@@ -264,8 +292,8 @@ def build_cluster(launch: _Launch) -> Deployment:
             return None
 
         wait_until(replicas_know_primaries, READY_TIMEOUT, "cluster MEET", nodes, launch.procs)
-        for i, (r, p) in enumerate(zip(replicas, primaries, strict=True)):
-            clients[CLUSTER_PRIMARIES + i].execute_command("CLUSTER", "REPLICATE", p.node_id)
+        for i, p in enumerate(primaries):
+            command(clients[CLUSTER_PRIMARIES + i], "CLUSTER", "REPLICATE", p.node_id)
     finally:
         for c in clients:
             c.close()
@@ -287,7 +315,7 @@ def sentinel_primary(port: int, service: str = SERVICE_NAME) -> tuple[str, int] 
     """The primary address a sentinel currently reports for ``service``."""
     client = admin_client(port)
     try:
-        addr = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", service)
+        addr = command(client, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", service)
     finally:
         client.close()
     if not addr:
@@ -313,8 +341,8 @@ def sentinel_health(
             return f"{s.name} reports primary {sentinel_primary(s.port, service)}"
         client = admin_client(s.port)
         try:
-            master = _pairs(client.execute_command("SENTINEL", "MASTER", service))
-            seen = [_pairs(x) for x in client.execute_command("SENTINEL", "REPLICAS", service)]
+            master = _pairs(command(client, "SENTINEL", "MASTER", service))
+            seen = [_pairs(x) for x in command(client, "SENTINEL", "REPLICAS", service)]
         finally:
             client.close()
         if master.get("flags") != "master":
@@ -420,7 +448,9 @@ def build_proxy(launch: _Launch) -> Deployment:
     wait_pingable(backends, launch.procs)
 
     def proxy_ready() -> str | None:
-        client = redis.Redis(host=HOST, port=proxy_port, socket_timeout=1.0, **PROXY_CLIENT_KWARGS)
+        client = redis.Redis(
+            host=HOST, port=proxy_port, socket_timeout=1.0, retry=no_retry(), **PROXY_CLIENT_KWARGS
+        )
         try:
             for i in range(3):  # touch several shards
                 client.set(f"{{rcs-ready-{i}}}k", "1")

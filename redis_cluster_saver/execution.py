@@ -65,10 +65,13 @@ class Shell:
     def __init__(self, client: Any, mode: Mode | None = None) -> None:
         self.client = client
         self.mode = mode or Mode()
-        self.routing = {"target_nodes": "random"} if is_cluster_client(client) else {}
+        self.cluster = is_cluster_client(client)
 
     def options(self, call: Command) -> dict[str, Any]:
-        return self.routing if call.anywhere else {}
+        """A cluster client must be told where a keyless command goes."""
+        if call.anywhere and self.cluster:
+            return {"target_nodes": self.client.get_random_node()}
+        return {}
 
     @staticmethod
     def queue(pipe: Any, call: Call) -> None:
@@ -150,6 +153,8 @@ class AsyncShell(Shell):
         if call is None:
             return list(await self.pipeline(trip).execute())
         if isinstance(call, Command):
+            if call.anywhere and self.cluster:
+                await self.client.initialize()  # the node list is known after it
             return [await self.client.execute_command(*call.args, **self.options(call))]
         try:
             return [await self.client.execute_command("EVALSHA", *_evalsha_args(call))]

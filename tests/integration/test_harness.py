@@ -27,6 +27,7 @@ from redis.sentinel import Sentinel
 from cluster import (
     Deployment,
     Node,
+    StartupError,
     available,
     healthy,
     kill_primary,
@@ -34,6 +35,7 @@ from cluster import (
     pause,
     resume,
     slot_owner,
+    start,
     stop,
     wait_for_failover,
 )
@@ -434,3 +436,46 @@ def test_cli_up_reuse_stale_and_down(tmp_path: Path) -> None:
         time.sleep(0.05)
     with pytest.raises(redis.ConnectionError):
         redis.Redis.from_url(new.url, socket_connect_timeout=0.5).ping()
+
+
+def test_port_clash_is_retried_with_fresh_ports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cluster.topologies as topologies
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    busy_port = busy.getsockname()[1]
+    real = topologies.free_ports
+    calls: list[list[int]] = []
+
+    def first_busy(count: int) -> list[int]:
+        ports = [busy_port, *real(count - 1)] if not calls else real(count)
+        calls.append(ports)
+        return ports
+
+    monkeypatch.setattr(topologies, "free_ports", first_busy)
+    dep = start("plain", tmp_path / "clash")
+    try:
+        assert len(calls) == 2, "first attempt hit the busy port, second used fresh ones"
+        assert dep.nodes[0].port != busy_port
+        with direct(dep.nodes[0]) as r:
+            assert r.ping()
+    finally:
+        stop(dep)
+        busy.close()
+
+
+def test_failed_start_reports_server_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cluster.topologies as topologies
+
+    real = topologies.server_argv
+    monkeypatch.setattr(
+        topologies, "server_argv", lambda *a, **k: [*real(*a, **k), "--no-such-directive", "1"]
+    )
+    with pytest.raises(StartupError) as info:
+        start("plain", tmp_path / "broken")
+    message = str(info.value)
+    assert "exited during startup" in message
+    assert "no-such-directive" in message  # the server's own complaint, from its log

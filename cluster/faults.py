@@ -1,0 +1,215 @@
+"""Fault injection for failover tests: kill, pause, fail over, migrate slots.
+
+Roles recorded in the Deployment are refreshed from the servers' own view after each
+fault and persisted, so ``down`` still finds (and tolerates) dead pids.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+import redis
+
+from .model import Deployment, Node
+from .ports import HOST
+from .processes import (
+    POLL_INTERVAL,
+    StartupError,
+    admin_client,
+    command,
+    owns,
+    signal_node,
+    wait_until,
+)
+from .topologies import SLOTS, cluster_health, cluster_view, sentinel_primary
+
+
+class FaultError(RuntimeError):
+    """A fault could not be injected (wrong topology, node not ours, ...)."""
+
+
+def _live(dep: Deployment, nodes: list[Node] | None = None) -> list[Node]:
+    return [n for n in (nodes if nodes is not None else dep.nodes) if owns(n, dep.workdir)]
+
+
+def _data_nodes(dep: Deployment) -> list[Node]:
+    return [n for n in dep.nodes if n.role in ("primary", "replica", "dead")]
+
+
+def refresh_roles(dep: Deployment) -> None:
+    """Update node roles from the live servers' view and persist the state file."""
+    live = _live(dep, _data_nodes(dep))
+    if dep.topology == "cluster":
+        view: list[dict[str, Any]] = []
+        for n in live:
+            try:
+                view = cluster_view(n.port)
+                break
+            except (redis.RedisError, OSError):
+                continue
+        by_id = {v["id"]: v for v in view}
+        for n in _data_nodes(dep):
+            v = by_id.get(n.node_id or "")
+            if n not in live or v is None or "fail" in v["flags"]:
+                n.role = "dead"
+            else:
+                n.role = "primary" if "master" in v["flags"] else "replica"
+    elif dep.topology == "sentinel":
+        addr = None
+        for s in _live(dep, dep.by_role("sentinel")):
+            try:
+                addr = sentinel_primary(s.port, dep.service_name or "")
+                break
+            except (redis.RedisError, OSError):
+                continue
+        for n in _data_nodes(dep):
+            if n not in live:
+                n.role = "dead"
+            else:
+                n.role = "primary" if addr == (HOST, n.port) else "replica"
+    if dep.topology == "cluster":
+        primaries = dep.primaries
+        if primaries and dep.url not in [p.url for p in primaries]:
+            dep.url = primaries[0].url  # keep the client URL pointing at a live node
+    dep.save()
+
+
+def kill_primary(dep: Deployment, index: int = 0) -> Node:
+    """SIGKILL the ``index``-th current cluster primary, or the sentinel-managed primary."""
+    if dep.topology not in ("cluster", "sentinel"):
+        raise FaultError(f"kill_primary needs a cluster or sentinel deployment, not {dep.topology}")
+    refresh_roles(dep)
+    primaries = dep.primaries
+    if dep.topology == "sentinel":
+        index = 0
+    if not primaries or index >= len(primaries):
+        raise FaultError(f"no live primary #{index} (primaries: {[p.name for p in primaries]})")
+    victim = primaries[index]
+    if not signal_node(victim, dep.workdir, signal.SIGKILL):
+        raise FaultError(f"{victim.name} (pid {victim.pid}) is not a process the harness owns")
+    deadline = time.monotonic() + 5
+    while owns(victim, dep.workdir) and time.monotonic() < deadline:
+        time.sleep(POLL_INTERVAL)
+    victim.role = "dead"
+    dep.save()
+    return victim
+
+
+def wait_for_failover(dep: Deployment, old_primary: Node, timeout: float = 30) -> Node:
+    """Block until a replica replaced ``old_primary``; return the new primary Node.
+
+    Cluster: the survivors agree on the new layout and report cluster_state:ok.
+    Sentinel: every live sentinel reports the same new primary, which answers ROLE master.
+    """
+    if dep.topology == "cluster":
+        survivors = [n for n in _live(dep, _data_nodes(dep)) if n.pid != old_primary.pid]
+        was_replica = {n.node_id for n in survivors if n.role == "replica"}
+
+        def promoted() -> str | None:
+            view = cluster_view(survivors[0].port)
+            old = next((v for v in view if v["id"] == old_primary.node_id), None)
+            if old is not None and old["slots"]:
+                return f"{old_primary.name} still owns slots"
+            new = [v for v in view if "master" in v["flags"] and v["id"] in was_replica]
+            if not new:
+                return "no replica promoted yet"
+            return cluster_health(survivors)
+
+        _wait(promoted, timeout, "cluster failover")
+        refresh_roles(dep)
+        new_ids = was_replica - {n.node_id for n in dep.replicas}
+        return next(n for n in dep.primaries if n.node_id in new_ids)
+
+    if dep.topology == "sentinel":
+        sentinels = _live(dep, dep.by_role("sentinel"))
+        candidates = {n.port: n for n in _live(dep, _data_nodes(dep)) if n.pid != old_primary.pid}
+
+        def elected() -> str | None:
+            addrs = {sentinel_primary(s.port, dep.service_name or "") for s in sentinels}
+            if len(addrs) != 1:
+                return f"sentinels disagree: {addrs}"
+            (addr,) = addrs
+            if addr is None or addr[1] not in candidates:
+                return f"primary still {addr}"
+            client = admin_client(addr[1])
+            try:
+                role = command(client, "ROLE")[0]
+            finally:
+                client.close()
+            return None if role == "master" else f"{addr} has role {role}"
+
+        _wait(elected, timeout, "sentinel failover")
+        refresh_roles(dep)
+        return dep.primaries[0]
+    raise FaultError(f"no failover in a {dep.topology} deployment")
+
+
+def _wait(check: Any, timeout: float, what: str) -> None:
+    try:
+        wait_until(check, timeout, what)
+    except StartupError as exc:
+        raise TimeoutError(str(exc)) from None
+
+
+def pause(node: Node) -> None:
+    """SIGSTOP the node: it keeps its sockets but answers nothing (a hung server)."""
+    if not signal_node(node, "", signal.SIGSTOP):
+        raise FaultError(f"{node.name} (pid {node.pid}) is not running")
+
+
+def resume(node: Node) -> None:
+    """SIGCONT a node paused with ``pause``."""
+    if not signal_node(node, "", signal.SIGCONT):
+        raise FaultError(f"{node.name} (pid {node.pid}) is not running")
+
+
+def slot_owner(dep: Deployment, slot: int) -> Node:
+    """The Node that serves ``slot`` according to a live primary."""
+    for probe in _live(dep, dep.primaries):
+        for v in cluster_view(probe.port):
+            if "master" in v["flags"] and any(lo <= slot <= hi for lo, hi in v["slots"]):
+                return next(n for n in dep.nodes if n.node_id == v["id"])
+    raise FaultError(f"no node owns slot {slot}")
+
+
+def migrate_slot(dep: Deployment, slot: int, target_primary: Node, batch: int = 100) -> None:
+    """Move ``slot`` with its keys to ``target_primary`` (classic IMPORTING/MIGRATING flow)."""
+    if dep.topology != "cluster" or not 0 <= slot < SLOTS:
+        raise FaultError("migrate_slot needs a cluster deployment and a slot in 0..16383")
+    source = slot_owner(dep, slot)
+    if source.node_id == target_primary.node_id:
+        return
+    src = admin_client(source.port, timeout=10, decode=False)
+    dst = admin_client(target_primary.port, timeout=10, decode=False)
+    try:
+        command(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id)
+        command(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_primary.node_id)
+        while keys := command(src, "CLUSTER", "GETKEYSINSLOT", slot, batch):
+            command(
+                src, "MIGRATE", HOST, target_primary.port, "", 0, 10000, "REPLACE", "KEYS", *keys
+            )
+        # Target first so it never rejects its own slot; then source; then the others.
+        order = [target_primary, source] + [
+            p for p in _live(dep, dep.primaries) if p not in (target_primary, source)
+        ]
+        for p in order:
+            c = admin_client(p.port, timeout=10)
+            try:
+                command(c, "CLUSTER", "SETSLOT", slot, "NODE", target_primary.node_id)
+            finally:
+                c.close()
+    finally:
+        src.close()
+        dst.close()
+
+    def converged() -> str | None:
+        for n in _live(dep, _data_nodes(dep)):
+            for v in cluster_view(n.port):
+                owns_slot = any(lo <= slot <= hi for lo, hi in v["slots"])
+                if owns_slot and v["id"] != target_primary.node_id:
+                    return f"{n.name} still maps slot {slot} to {v['id'][:8]}"
+        return None
+
+    _wait(converged, 15, f"slot {slot} ownership to propagate")
