@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -74,12 +76,14 @@ def test_forced_per_key_mode_sends_no_multi_and_no_script(
     redis_cluster: Any, sent: list[bytes], caplog: pytest.LogCaptureFixture
 ) -> None:
     options = saver_options(redis_cluster, transactions=False, scripts=False)
-    with caplog.at_level(logging.WARNING, logger="redis_cluster_saver"):
-        with RedisClusterSaver.from_conn_string(redis_cluster.url, **options) as saver:
-            assert saver.ops.execution is Execution.PER_KEY
-            sent.clear()
-            one_round(saver)
-            one_round(saver)
+    with (
+        caplog.at_level(logging.WARNING, logger="redis_cluster_saver"),
+        RedisClusterSaver.from_conn_string(redis_cluster.url, **options) as saver,
+    ):
+        assert saver.ops.execution is Execution.PER_KEY
+        sent.clear()
+        one_round(saver)
+        one_round(saver)
     names = {name for packet in sent for name in commands_in(packet)}
     assert not names & {"MULTI", "EXEC", "EVAL", "EVALSHA"}, names
     warnings = [r for r in caplog.records if "per-key" in r.getMessage()]
@@ -106,15 +110,47 @@ def test_a_refusal_mid_flight_switches_mode_once_and_retries(
     admin.acl_setuser(user, enabled=True, passwords=["+pw"], commands=["+@all"], keys=["*"])
     options = saver_options(standalone, connection_args={"username": user, "password": "pw"})
     try:
-        with caplog.at_level(logging.WARNING, logger="redis_cluster_saver"):
-            with RedisClusterSaver.from_conn_string(standalone.url, **options) as saver:
-                assert saver.ops.execution is Execution.TRANSACTION
-                admin.acl_setuser(user, commands=["-multi", "-exec"])
-                one_round(saver)
-                one_round(saver)
-                assert saver.ops.execution is Execution.SCRIPT
+        with (
+            caplog.at_level(logging.WARNING, logger="redis_cluster_saver"),
+            RedisClusterSaver.from_conn_string(standalone.url, **options) as saver,
+        ):
+            assert saver.ops.execution is Execution.TRANSACTION
+            admin.acl_setuser(user, commands=["-multi", "-exec"])
+            one_round(saver)
+            one_round(saver)
+            assert saver.ops.execution is Execution.SCRIPT
         warnings = [r.getMessage() for r in caplog.records if "mid-flight" in r.getMessage()]
         assert len(warnings) == 1, warnings
     finally:
         admin.acl_deluser(user)
         admin.close()
+
+
+@pytest.mark.parametrize("topology", ["proxy", "cluster"])
+def test_doctor_prints_a_table(request: pytest.FixtureRequest, topology: str) -> None:
+    deployment = deployment_for(request, topology)
+    done = subprocess.run(
+        [sys.executable, "-m", "redis_cluster_saver", "doctor", url_of(deployment)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    table = dict(
+        line.strip().split("  ", 1) for line in done.stdout.splitlines()[1:] if "note:" not in line
+    )
+    table = {k.strip(): v.strip() for k, v in table.items()}
+    assert table["topology"] == topology
+    assert table["MULTI/EXEC on one slot"] == ("no" if topology == "proxy" else "yes")
+    assert table["execution"] == ("script" if topology == "proxy" else "transaction")
+
+
+def test_doctor_fails_clearly_on_an_unreachable_server() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "redis_cluster_saver", "doctor", "redis://127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "cannot use redis://127.0.0.1:1" in done.stderr
