@@ -179,30 +179,35 @@ class Operations:
         return self.capabilities
 
     def guarded(self, make: Callable[[], Plan[T]]) -> Plan[T]:
-        """Run an operation; detect first if needed; on a refusal or a lost
-        connection, re-probe, switch mode if the server now refuses what the mode
-        needs, and retry once (every operation is idempotent)."""
+        """Run an operation (detecting first if needed). On a refusal, re-probe and
+        switch mode if the server now refuses what the mode needs; on a lost
+        connection (a failover), retry until ``failover_wait`` runs out. Every
+        operation is idempotent, so a retry after an unanswered attempt is safe.
+        Timeouts are not retried: a stalled server gets a clear error, not a wait."""
         if self.capabilities is None:
             yield from self.setup()
-        try:
-            return (yield from make())
-        except Exception as exc:
-            if not is_refusal(exc):
-                raise
-            first = exc
-        multi, lua = yield from self._reachable(first)
-        probed = Capabilities(transactions=multi, scripts=lua)
-        execution = probed.execution(self.transactions, self.scripts)
-        if execution is not self.mode.execution:
-            self.log.fallback(execution, f"the server refused a request mid-flight ({first})")
-            self.mode.execution = execution
-        elif not isinstance(first, (ConnectionError, TimeoutError)):
-            raise first
-        return (yield from make())
-
-    def _reachable(self, first: BaseException) -> Plan[tuple[bool, bool]]:
-        """The mode probes, retried while the server is unreachable (a failover)."""
         deadline = time.monotonic() + self.failover_wait
+        while True:
+            try:
+                return (yield from make())
+            except Exception as exc:
+                if isinstance(exc, TimeoutError) or not is_refusal(exc):
+                    raise
+                error = exc
+            multi, lua = yield from self._reachable(error, deadline)
+            execution = Capabilities(transactions=multi, scripts=lua).execution(
+                self.transactions, self.scripts
+            )
+            if execution is not self.mode.execution:
+                self.log.fallback(execution, f"the server refused a request mid-flight ({error})")
+                self.mode.execution = execution
+            elif not isinstance(error, ConnectionError) or time.monotonic() >= deadline:
+                raise error
+            else:
+                yield pause(0.25)
+
+    def _reachable(self, first: BaseException, deadline: float) -> Plan[tuple[bool, bool]]:
+        """The mode probes, retried while the server is unreachable (a failover)."""
         while True:
             try:
                 return (yield from probe_modes(self.layout))
