@@ -42,7 +42,8 @@ def show_placement(saver: RedisClusterSaver) -> None:
     client: Any = saver.client
     keys: list[bytes] = []
     for node in client.get_primaries():
-        keys += list(client.get_redis_connection(node).scan_iter(match=f"{PREFIX}:{{*"))
+        found = client.get_redis_connection(node).scan_iter(match=f"{PREFIX}:*")
+        keys += [k for k in found if b":dir:" not in k]  # the directory spans threads
     slots = {client.cluster_keyslot(k) for k in keys}
     owner = client.nodes_manager.get_node_from_slot(next(iter(slots)))
     print(f"\nThe thread's {len(keys)} keys, each with its CLUSTER KEYSLOT:")

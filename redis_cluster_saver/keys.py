@@ -23,7 +23,7 @@ CHECKPOINT = "cp:"
 WRITES = "w:"
 REGISTRY = "r:"
 BLOBS = "b:"
-NAMESPACES = "ns"
+NAMESPACES = "ns:"
 DIRECTORY_BUCKETS = 16
 
 
@@ -88,28 +88,38 @@ def validate_prefix(prefix: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ThreadKeys:
-    """The keys of one thread; ``base`` ends with ``:`` and holds the thread's hash tag."""
+    """The keys of one thread, ``<prefix>:<kind>:{<tag>}...``.
 
-    base: str
+    The kind comes before the hash tag so each kind has a key prefix of its own
+    (a search index covers ``<prefix>:cp:{`` and nothing else). ``handle`` is the
+    prefix and the braced tag joined by a newline (neither can contain one): the
+    one string scripts need to derive every key of the thread.
+    """
+
+    handle: str
+
+    def _key(self, kind: str, rest: str = "") -> str:
+        prefix, tag = self.handle.split("\n", 1)
+        return f"{prefix}:{kind}{tag}{rest}"
 
     @property
     def namespaces(self) -> str:
         """Set of the thread's raw namespace names."""
-        return self.base + NAMESPACES
+        return self._key(NAMESPACES)
 
     def registry(self, ns: str) -> str:
         """Sorted set (all scores 0, ordered by id) of the namespace's checkpoint ids."""
-        return f"{self.base}{REGISTRY}{escape(ns)}"
+        return self._key(REGISTRY, ":" + escape(ns))
 
     def blobs(self, ns: str) -> str:
         """Hash of the namespace's channel values, one field per (channel, version)."""
-        return f"{self.base}{BLOBS}{escape(ns)}"
+        return self._key(BLOBS, ":" + escape(ns))
 
     def checkpoint(self, ns: str, checkpoint_id: str) -> str:
-        return f"{self.base}{CHECKPOINT}{escape(ns)}:{escape(checkpoint_id)}"
+        return self._key(CHECKPOINT, f":{escape(ns)}:{escape(checkpoint_id)}")
 
     def writes(self, ns: str, checkpoint_id: str) -> str:
-        return f"{self.base}{WRITES}{escape(ns)}:{escape(checkpoint_id)}"
+        return self._key(WRITES, f":{escape(ns)}:{escape(checkpoint_id)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +132,12 @@ class KeyLayout:
         validate_prefix(self.prefix)
 
     def thread(self, thread_id: str) -> ThreadKeys:
-        return ThreadKeys(f"{self.prefix}:{{{thread_tag(thread_id)}}}:")
+        return ThreadKeys(f"{self.prefix}\n{{{thread_tag(thread_id)}}}")
+
+    @property
+    def checkpoint_prefix(self) -> str:
+        """What every checkpoint hash's key starts with (for a search index)."""
+        return f"{self.prefix}:{CHECKPOINT}{{"
 
     def directory(self, thread_id: str) -> str:
         """Bucket of the thread directory that lists this thread.
@@ -152,16 +167,20 @@ class KeyLayout:
 
 
 # Server-side twins of escape() and ThreadKeys, for scripts; built from the constants
-# above. ``B`` is ThreadKeys.base.
+# above. ``B`` is ThreadKeys.handle.
 LUA_LAYOUT = f"""
 local function esc(s)
   return (string.gsub(s, '[%%{{}}:\\n]', function(c)
     return string.format('%%%02X', string.byte(c))
   end))
 end
-local function k_ns(B) return B .. '{NAMESPACES}' end
-local function k_reg(B, ne) return B .. '{REGISTRY}' .. ne end
-local function k_blobs(B, ne) return B .. '{BLOBS}' .. ne end
-local function k_cp(B, ne, id) return B .. '{CHECKPOINT}' .. ne .. ':' .. esc(id) end
-local function k_w(B, ne, id) return B .. '{WRITES}' .. ne .. ':' .. esc(id) end
+local function key(B, kind, rest)
+  local i = string.find(B, '\\n', 1, true)
+  return string.sub(B, 1, i - 1) .. ':' .. kind .. string.sub(B, i + 1) .. rest
+end
+local function k_ns(B) return key(B, '{NAMESPACES}', '') end
+local function k_reg(B, ne) return key(B, '{REGISTRY}', ':' .. ne) end
+local function k_blobs(B, ne) return key(B, '{BLOBS}', ':' .. ne) end
+local function k_cp(B, ne, id) return key(B, '{CHECKPOINT}', ':' .. ne .. ':' .. esc(id)) end
+local function k_w(B, ne, id) return key(B, '{WRITES}', ':' .. ne .. ':' .. esc(id)) end
 """

@@ -219,7 +219,7 @@ class Operations:
     # ---- helpers ---------------------------------------------------------------
 
     def _touch_call(self, keys: ThreadKeys) -> ScriptCall:
-        return ScriptCall(scripts.TOUCH, (keys.namespaces,), (keys.base, self.ttl.ms))
+        return ScriptCall(scripts.TOUCH, (keys.namespaces,), (keys.handle, self.ttl.ms))
 
     def _write(self, keys: ThreadKeys, calls: list[Call]) -> Plan[None]:
         """One atomic trip; with a TTL the renewal of the whole thread rides in it
@@ -269,7 +269,7 @@ class Operations:
         filter_args: Sequence[bytes] = (),
     ) -> ScriptCall:
         ttl = self.ttl.ms if self.ttl.refresh_on_read else 0
-        args: list[Arg] = [keys.base, "id" if want else "list", ttl, limit, before, want]
+        args: list[Arg] = [keys.handle, "id" if want else "list", ttl, limit, before, want]
         args += [len(namespaces), *namespaces, *filter_args]
         return ScriptCall(scripts.READ, (keys.namespaces,), tuple(args))
 
@@ -493,7 +493,7 @@ class Operations:
             validation.text(c, "channel name")
         keys = self.layout.thread(thread_id)
         (ancestors,) = yield from self._scripts(
-            [ScriptCall(scripts.HISTORY, (keys.namespaces,), (keys.base, ns, cid, *channels))]
+            [ScriptCall(scripts.HISTORY, (keys.namespaces,), (keys.handle, ns, cid, *channels))]
         )
         collected: dict[str, list[PendingWrite]] = {c: [] for c in channels}
         seeds: dict[str, Any] = {}
@@ -543,7 +543,7 @@ class Operations:
 
     @staticmethod
     def _drop_call(keys: ThreadKeys) -> ScriptCall:
-        return ScriptCall(scripts.DELETE_THREAD, (keys.namespaces,), (keys.base,))
+        return ScriptCall(scripts.DELETE_THREAD, (keys.namespaces,), (keys.handle,))
 
     def prune(
         self, thread_ids: Sequence[str], strategy: str = "keep_latest", keep_last: int | None = None
@@ -562,7 +562,7 @@ class Operations:
                 f"unknown prune strategy {strategy!r}; use one of {PRUNE_STRATEGIES} or keep_last=N"
             )
         yield from self._per_thread(
-            tids, lambda k: ScriptCall(scripts.PRUNE, (k.namespaces,), (k.base, keep))
+            tids, lambda k: ScriptCall(scripts.PRUNE, (k.namespaces,), (k.handle, keep))
         )
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> Plan[None]:
@@ -571,7 +571,7 @@ class Operations:
             return
         tids = yield from self.thread_ids()
         yield from self._per_thread(
-            tids, lambda k: ScriptCall(scripts.DELETE_RUNS, (k.namespaces,), (k.base, *runs))
+            tids, lambda k: ScriptCall(scripts.DELETE_RUNS, (k.namespaces,), (k.handle, *runs))
         )
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> Plan[None]:
@@ -579,7 +579,7 @@ class Operations:
         dst = validation.text(target_thread_id, "target_thread_id")
         skeys, dkeys = self.layout.thread(src), self.layout.thread(dst)
         (exported,) = yield from self._scripts(
-            [ScriptCall(scripts.EXPORT, (skeys.namespaces,), (skeys.base,))]
+            [ScriptCall(scripts.EXPORT, (skeys.namespaces,), (skeys.handle,))]
         )
         if not exported:
             return

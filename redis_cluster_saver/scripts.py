@@ -2,9 +2,9 @@
 
 Each script declares the thread's namespace-set key (so clusters and proxies route
 it to the thread's slot) and derives the thread's other keys, all in that same
-slot, from the thread base passed as ARGV[1]. Scripts never compare strings with
-``<``/``>`` (Lua's comparison follows the server's locale); ordering is left to
-the sorted sets and to the client.
+slot, from the thread's handle passed as ARGV[1] (see keys.ThreadKeys). Scripts
+never compare strings with ``<``/``>`` (Lua's comparison follows the server's
+locale); ordering is left to the sorted sets and to the client.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ READ = LuaScript(
     "read",
     _COMMON
     + r"""
--- ARGV: base, mode ('id': that checkpoint in each namespace | 'list'), ttl ms,
+-- ARGV: handle, mode ('id': that checkpoint in each namespace | 'list'), ttl ms,
 --       limit (0: all), before id, wanted id, namespace count n, n namespaces
 --       (n = 0: all), then filter (field, json) pairs
 local B, mode = ARGV[1], ARGV[2]
@@ -193,7 +193,7 @@ PRUNE = LuaScript(
     "prune",
     _COMMON
     + r"""
--- ARGV: base, keep (checkpoints kept per namespace, newest first)
+-- ARGV: handle, keep (checkpoints kept per namespace, newest first)
 -- A kept checkpoint keeps its ancestors back to the nearest one that stores a value
 -- for each of its delta channels, so DeltaChannel state can still be rebuilt.
 local B, keep_n = ARGV[1], tonumber(ARGV[2])
@@ -243,7 +243,7 @@ DELETE_RUNS = LuaScript(
     "delete_runs",
     _COMMON
     + r"""
--- ARGV: base, run ids...; returns the number of namespaces left in the thread
+-- ARGV: handle, run ids...; returns the number of namespaces left in the thread
 local B = ARGV[1]
 local runs = {}
 for i = 2, #ARGV do runs[ARGV[i]] = true end
@@ -286,7 +286,7 @@ HISTORY = LuaScript(
     "history",
     _COMMON
     + r"""
--- ARGV: base, ns, checkpoint id ('' for latest), channels...
+-- ARGV: handle, ns, checkpoint id ('' for latest), channels...
 -- Walks the parent chain once; per ancestor returns {id, writes hash, {ch, value}...}
 -- and stops when every channel has met a stored value (its seed) or at the root.
 local B, ns, id = ARGV[1], ARGV[2], ARGV[3]

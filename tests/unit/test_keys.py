@@ -51,7 +51,7 @@ def test_thread_tags_are_injective_and_never_empty(a: str, b: str) -> None:
     assert thread_tag(a)
     if a != b:
         assert thread_tag(a) != thread_tag(b)
-        assert layout.thread(a).base != layout.thread(b).base
+        assert layout.thread(a).handle != layout.thread(b).handle
 
 
 @settings(max_examples=200)
@@ -96,12 +96,13 @@ def test_blob_fields_are_injective(c1: str, v1: object, c2: str, v2: object) -> 
 
 
 def test_empty_and_sentinel_looking_ids_do_not_share_keys() -> None:
-    assert layout.thread("").base != layout.thread("__empty__").base
-    assert layout.thread("").base == "app:{t}:"
+    assert layout.thread("").handle != layout.thread("__empty__").handle
+    assert layout.thread("").namespaces == "app:ns:{t}"
+    assert layout.thread("").checkpoint("", "c").startswith(layout.checkpoint_prefix)
 
 
 def test_prefixes_namespace_everything() -> None:
-    assert KeyLayout("a").thread("x").base != KeyLayout("b").thread("x").base
+    assert KeyLayout("a").thread("x").handle != KeyLayout("b").thread("x").handle
     assert KeyLayout("a").directory("x").startswith("a:")
 
 
