@@ -20,6 +20,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from redis_cluster_saver.connection import STRICT_PROXY_ARGS
+
 from .model import Node
 from .ports import HOST, PortClash
 
@@ -162,12 +164,11 @@ def admin_client(port: int, timeout: float = 1.0, *, decode: bool = True) -> red
     return redis.Redis(
         host=HOST,
         port=port,
-        protocol=2,
         decode_responses=decode,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        driver_info=None,
         retry=no_retry(),
+        **STRICT_PROXY_ARGS,
     )
 
 

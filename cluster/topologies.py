@@ -15,6 +15,8 @@ from typing import Any
 
 import redis
 
+from redis_cluster_saver.connection import STRICT_PROXY_ARGS
+
 from . import binaries
 from .model import Deployment, Node
 from .ports import HOST, PortClash, free_ports
@@ -36,7 +38,8 @@ CLUSTER_PRIMARIES = 3
 SLOTS = 16384
 READY_TIMEOUT = 30.0
 # Redis-py kwargs that let a client through twemproxy (see cluster.proxy).
-PROXY_CLIENT_KWARGS: dict[str, Any] = {"protocol": 2, "driver_info": None}
+# RESP2 and no CLIENT SETINFO handshake, spelled for the installed redis-py
+PROXY_CLIENT_KWARGS: dict[str, Any] = dict(STRICT_PROXY_ARGS)
 
 
 class _Launch:

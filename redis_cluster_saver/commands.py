@@ -61,6 +61,9 @@ class Command:
     args: tuple[Arg, ...]
     anywhere: bool = False
     """Keyless: any node may answer it (a cluster client needs to be told)."""
+    route: str | None = None
+    """Send to the node owning this key (for module commands a cluster client
+    does not know how to route)."""
 
     @classmethod
     def of(cls, *args: Arg) -> Command:
@@ -69,6 +72,10 @@ class Command:
     @classmethod
     def keyless(cls, *args: Arg) -> Command:
         return cls(args, anywhere=True)
+
+    @classmethod
+    def routed(cls, key: str, *args: Arg) -> Command:
+        return cls(args, route=key)
 
 
 @dataclass(frozen=True, slots=True)

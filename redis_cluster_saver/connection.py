@@ -9,6 +9,7 @@ primary through Sentinel and follows failovers.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.asyncio.sentinel
 import redis.cluster
+import redis.connection
 import redis.sentinel
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
@@ -139,7 +141,11 @@ ASYNC = Flavor(
     redis.asyncio.sentinel.Sentinel,
 )
 PROBE_ERRORS = (redis.ConnectionError, redis.ResponseError, redis.TimeoutError)
-STRICT_PROXY_ARGS = {"protocol": 2, "driver_info": None}
+STRICT_PROXY_ARGS: dict[str, Any] = (
+    {"protocol": 2, "driver_info": None}  # redis-py 7+ spelling (lib_name is deprecated)
+    if "driver_info" in inspect.signature(redis.connection.AbstractConnection.__init__).parameters
+    else {"protocol": 2, "lib_name": None, "lib_version": None}
+)
 """What a strict proxy needs (twemproxy closes the connection on HELLO and CLIENT)."""
 
 
@@ -161,10 +167,6 @@ def build(flavor: Flavor, endpoint: Endpoint, args: dict[str, Any], cluster_mode
         nodes = [flavor.node(h, p) for h, p in endpoint.seeds]
         return flavor.cluster.from_url(endpoint.first_url, startup_nodes=nodes, **args)
     return flavor.redis.from_url(endpoint.url, **args)
-
-
-STRICT_PROXY_ARGS = {"protocol": 2, "driver_info": None}
-"""What a strict proxy needs (twemproxy closes the connection on HELLO and CLIENT)."""
 
 
 def probe(endpoint: Endpoint, args: dict[str, Any], cluster_mode: bool | None) -> bool:

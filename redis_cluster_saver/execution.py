@@ -69,7 +69,11 @@ class Shell:
 
     def options(self, call: Command) -> dict[str, Any]:
         """A cluster client must be told where a keyless command goes."""
-        if call.anywhere and self.cluster:
+        if not self.cluster:
+            return {}
+        if call.route is not None:
+            return {"target_nodes": self.client.get_node_from_key(call.route)}
+        if call.anywhere:
             return {"target_nodes": self.client.get_random_node()}
         return {}
 
@@ -153,7 +157,7 @@ class AsyncShell(Shell):
         if call is None:
             return list(await self.pipeline(trip).execute())
         if isinstance(call, Command):
-            if call.anywhere and self.cluster:
+            if self.cluster and (call.anywhere or call.route is not None):
                 await self.client.initialize()  # the node list is known after it
             return [await self.client.execute_command(*call.args, **self.options(call))]
         try:

@@ -28,9 +28,9 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.types import TASKS
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
-from . import codec, perkey, scripts, validation
+from . import codec, perkey, scripts, search, validation
 from .commands import (
     Arg,
     Call,
@@ -144,6 +144,8 @@ class Operations:
     """Seconds an operation waits for the server to come back (e.g. a Sentinel or
     cluster failover) before its connection error reaches the caller."""
     log: ModeLog = field(default_factory=ModeLog)
+    search_names: list[str] | None = None
+    """The search index of each shard (one name unless search sees one shard)."""
 
     @property
     def execution(self) -> Execution:
@@ -357,9 +359,10 @@ class Operations:
             "parent": parent_id or "",
             "v": int(body.get("v", 1)),
             "blobs": "\n".join(blob_field(c, v) for c, v in body["channel_versions"].items()),
-            "thread": thread_id,
-            "ns": ns,
-            "id": cid,
+            "thread_id": thread_id,
+            "checkpoint_ns": ns,
+            "checkpoint_id": cid,
+            "sort_key": search.sort_key(cid, thread_id, ns),
             "ts": _timestamp_ms(body.get("ts")),
         }
         fields.update(codec.dump_metadata(md))
@@ -440,6 +443,8 @@ class Operations:
             return []
         before_id = validation.checkpoint_id(before) or ""
         filter_args = codec.filter_args(filter)
+        if config is None and self._indexed():
+            return (yield from self._indexed_list(filter, before_id, n))
         if config is None:
             thread_ids = yield from self.thread_ids()
         else:
@@ -469,11 +474,124 @@ class Operations:
             for tid, entries in zip(thread_ids, replies, strict=True)
             for entry in entries
         ]
-        found.sort(key=lambda f: (f[0], f[1]), reverse=True)
+        found.sort(key=lambda f: (f[0], f[1], f[2][0]), reverse=True)
         tuples = [self._tuple(tid, entry) for _, tid, entry in found]
         if wanted:  # the 'id' read ignores filters; apply them here, on a few tuples
             tuples = [t for t in tuples if _matches(t, filter, before_id)]
         return tuples[:n]
+
+    # ---- across threads: the search index -------------------------------------
+
+    def _indexed(self) -> bool:
+        return bool(self.capabilities and self.capabilities.search)
+
+    def _indexes(self) -> Plan[list[str]]:
+        """The index names, creating the indexes on first use."""
+        if self.search_names is None:
+            caps = self.capabilities
+            if self.client_kind == "cluster" and not (caps and caps.search_all_shards):
+                (slots,) = yield one(Command.keyless("CLUSTER", "SLOTS"))
+                names = search.names_for_slots(self.layout, slots)
+            else:
+                names = [search.index_name(self.layout)]
+            for name in names:
+                yield from self._create_index(name)
+            self.search_names = names
+        return self.search_names
+
+    def _create_index(self, name: str) -> Plan[None]:
+        try:
+            yield one(search.create_command(self.layout, name))
+        except ResponseError as exc:
+            if "already exists" not in str(exc).lower():
+                raise
+            return
+        while True:  # a new index over existing keys: wait until it has read them
+            (info,) = yield one(Command.routed(name, "FT.INFO", name))
+            if not search.indexing(info):
+                return
+            yield pause(0.05)
+
+    def _search(self, where: Any, offsets: dict[str, int]) -> Plan[dict[str, list[bytes]]]:
+        """One page from each index still in ``offsets``, in one round trip. An
+        index missing on its node (a new primary, a moved slot) is rebuilt once."""
+        names = list(offsets)
+        calls = tuple(search.search_command(n, where, offsets[n]) for n in names)
+        try:
+            replies = yield RoundTrip(calls)
+        except ResponseError as exc:
+            if "no such index" not in str(exc).lower() and "unknown index" not in str(exc).lower():
+                raise
+            self.search_names = None
+            yield from self._indexes()
+            replies = yield RoundTrip(calls)
+        return {n: search.result_keys(r) for n, r in zip(names, replies, strict=True)}
+
+    def _round(
+        self, where: Any, offsets: dict[str, int], last: dict[str, tuple[str, str, str]]
+    ) -> Plan[list[tuple[str, str, str]]]:
+        """The next page of every open index as (checkpoint id, thread, namespace);
+        an index is closed (dropped from ``offsets``) by a short page."""
+        pages = yield from self._search(where, offsets)
+        found = []
+        for name, keys in pages.items():
+            for key in keys:
+                thread, ns, cid = search.parse_checkpoint_key(self.layout, key)
+                found.append((cid, thread, ns))
+                last[name] = (cid, thread, ns)
+            offsets[name] += len(keys)
+            if len(keys) < search.PAGE:
+                del offsets[name]
+        return found
+
+    def _indexed_list(
+        self, filter: Mapping[str, Any] | None, before_id: str, limit: int | None
+    ) -> Plan[list[CheckpointTuple]]:
+        where = search.expression(filter)
+        names = yield from self._indexes()
+        offsets = dict.fromkeys(names, 0)
+        last: dict[str, tuple[str, str, str]] = {}
+        pool: list[tuple[str, str, str]] = []
+        found: list[CheckpointTuple] = []
+        while True:
+            if offsets:
+                pool += yield from self._round(where, offsets, last)
+            # unread pages hold nothing after the newest last-read entry of an index
+            # still open: everything above it is in its final order
+            bound = max((last.get(n, ("", "", "")) for n in offsets), default=None)
+            ready = sorted((c for c in pool if bound is None or c > bound), reverse=True)
+            pool = [c for c in pool if bound is not None and c <= bound]
+            for tup in (yield from self._load(ready)):
+                if _matches(tup, filter, before_id):
+                    found.append(tup)
+                    if limit is not None and len(found) >= limit:
+                        return found
+            if not offsets and not pool:
+                return found
+
+    def _load(self, wanted: Sequence[tuple[str, str, str]]) -> Plan[list[CheckpointTuple]]:
+        """Checkpoints by (id, thread, namespace), in the order given; gone ones skipped."""
+        if not wanted:
+            return []
+        calls = [
+            self._read_call(self.layout.thread(t), namespaces=[ns], want=cid)
+            for cid, t, ns in wanted
+        ]
+        replies = yield from self._scripts(calls)
+        return [
+            self._tuple(t, entries[0])
+            for (_, t, _), entries in zip(wanted, replies, strict=True)
+            if entries
+        ]
+
+    def _indexed_threads(self, run_ids: Sequence[str]) -> Plan[list[str]]:
+        where = search.expression(None, run_ids)
+        names = yield from self._indexes()
+        offsets = dict.fromkeys(names, 0)
+        threads: set[str] = set()
+        while offsets:
+            threads.update(t for _, t, _ in (yield from self._round(where, offsets, {})))
+        return sorted(threads)
 
     def thread_ids(self) -> Plan[list[str]]:
         """Every thread in the directory (bucketed sets, no KEYS or SCAN)."""
@@ -569,7 +687,10 @@ class Operations:
         runs = [validation.text(r, "run_id") for r in run_ids]
         if not runs:
             return
-        tids = yield from self.thread_ids()
+        if self._indexed() and all(search._tag_safe(r) for r in runs):
+            tids = yield from self._indexed_threads(runs)
+        else:
+            tids = yield from self.thread_ids()
         yield from self._per_thread(
             tids, lambda k: ScriptCall(scripts.DELETE_RUNS, (k.namespaces,), (k.handle, *runs))
         )
@@ -593,7 +714,8 @@ class Operations:
             for id_raw, cp_flat, w_flat in entries:
                 cid = id_raw.decode()
                 cp = codec.pairs(cp_flat)
-                cp[b"thread"] = dst.encode()
+                cp[b"thread_id"] = dst.encode()
+                cp[b"sort_key"] = search.sort_key(cid, dst, ns).encode()
                 calls += [
                     Command.of("DEL", dkeys.checkpoint(ns, cid), dkeys.writes(ns, cid)),
                     Command(("HSET", dkeys.checkpoint(ns, cid), *_flatten(cp))),

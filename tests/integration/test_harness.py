@@ -41,6 +41,7 @@ from cluster import (
 )
 from cluster import binaries as harness_binaries
 from cluster.model import load_state
+from redis_cluster_saver.connection import STRICT_PROXY_ARGS
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_FOR = {
@@ -290,7 +291,7 @@ def _raw_roundtrip(port: int, *args: str) -> bytes:
 
 def test_proxy_refuses_multi_and_needs_resp2(proxy: Deployment) -> None:
     port = next(n.port for n in proxy.nodes if n.role == "proxy")
-    assert proxy.client_kwargs == {"protocol": 2, "driver_info": None}
+    assert proxy.client_kwargs == STRICT_PROXY_ARGS
     assert _raw_roundtrip(port, "MULTI") == b""
     assert _raw_roundtrip(port, "SCAN", "0") == b""
     assert _raw_roundtrip(port, "SET", "{p}raw", "1") == b"+OK\r\n"

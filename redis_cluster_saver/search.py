@@ -1,0 +1,144 @@
+"""Across threads with the Search module: the index, its queries, and their replies.
+
+The index covers checkpoint hashes only (their keys start ``<prefix>:cp:{``). On a
+cluster whose search sees one shard (RediSearch without the coordinator, as on
+open-source clusters before Redis 8), FT.CREATE and FT.SEARCH act on the node that
+owns the index name's slot and see only that node's keys: so there is one index per
+primary, each named with a hash tag that lands on a slot that primary owns, and
+queries fan out to all of them and merge newest first.
+
+Index fields are a pre-filter: every result is loaded and checked against the
+exact filter, so a value the index cannot hold exactly (an empty tag, one with the
+tag separator) costs speed, never correctness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from redisvl.query import FilterQuery
+from redisvl.query.filter import FilterExpression, Num, Tag
+from redisvl.schema import IndexSchema
+
+from . import codec
+from .commands import Arg, Command
+from .keys import KeyLayout, unescape
+
+SEPARATOR = "\x1f"  # a tag separator no id is expected to contain
+PAGE = 200
+TAG = {"separator": SEPARATOR, "case_sensitive": True}
+
+
+def schema(layout: KeyLayout, name: str) -> IndexSchema:
+    return IndexSchema.from_dict(
+        {
+            "index": {"name": name, "prefix": layout.checkpoint_prefix, "storage_type": "hash"},
+            "fields": [
+                {"name": "thread_id", "type": "tag", "attrs": TAG},
+                {"name": "checkpoint_ns", "type": "tag", "attrs": TAG},
+                {"name": "checkpoint_id", "type": "tag", "attrs": TAG},
+                {"name": "sort_key", "type": "tag", "attrs": {**TAG, "sortable": True}},
+                {"name": "source", "type": "tag", "attrs": TAG},
+                {"name": "run_id", "type": "tag", "attrs": TAG},
+                {"name": "step", "type": "numeric"},
+                {"name": "ts", "type": "numeric", "attrs": {"sortable": True}},
+            ],
+        }
+    )
+
+
+def index_name(layout: KeyLayout, tag: str | None = None) -> str:
+    return f"{layout.prefix}:idx" if tag is None else f"{layout.prefix}:idx:{{{tag}}}"
+
+
+def create_command(layout: KeyLayout, name: str) -> Command:
+    s = schema(layout, name)
+    fields: list[Arg] = [a for f in s.redis_fields for a in f.redis_args()]
+    prefix = layout.checkpoint_prefix
+    return Command.routed(
+        name, "FT.CREATE", name, "ON", "HASH", "PREFIX", 1, prefix, "SCHEMA", *fields
+    )
+
+
+def names_for_slots(layout: KeyLayout, slots: Sequence[Any]) -> list[str]:
+    """One index name per primary, each hashing to a slot that primary owns, from a
+    CLUSTER SLOTS reply ([start, end, [host, port, id], replicas...] per range)."""
+    from redis.crc import key_slot
+
+    ranges: dict[tuple[str, int], list[tuple[int, int]]] = {}
+    for entry in slots:
+        start, end, primary = int(entry[0]), int(entry[1]), entry[2]
+        host = primary[0].decode() if isinstance(primary[0], bytes) else str(primary[0])
+        ranges.setdefault((host, int(primary[1])), []).append((start, end))
+    names = []
+    for owned in ranges.values():
+        i = 0
+        while not any(a <= key_slot(index_name(layout, f"n{i}").encode()) <= b for a, b in owned):
+            i += 1
+        names.append(index_name(layout, f"n{i}"))
+    return sorted(names)
+
+
+def sort_key(checkpoint_id: str, thread_id: str, ns: str) -> str:
+    """Unique per checkpoint, and ordered as (id, thread, namespace): paging over a
+    sort with ties is unstable (a page boundary inside a tie repeats or skips)."""
+    return f"{checkpoint_id}\x01{thread_id}\x01{ns}"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _tag_safe(value: Any) -> bool:
+    return isinstance(value, str) and value != "" and SEPARATOR not in value
+
+
+def expression(
+    filter: Mapping[str, Any] | None, run_ids: Sequence[str] = ()
+) -> FilterExpression | None:
+    """The part of an exact metadata filter the index can answer."""
+    parts: list[FilterExpression] = []
+    for key in ("source", "run_id"):
+        if filter and key in filter and _tag_safe(filter[key]):
+            parts.append(Tag(key) == filter[key])
+    step = (filter or {}).get("step")
+    if _is_int(step) or (isinstance(step, float) and step.is_integer()):
+        parts.append(Num("step") == int(step))  # type: ignore[arg-type]
+    if run_ids:
+        parts.append(Tag("run_id") == list(run_ids))
+    result: FilterExpression | None = None
+    for part in parts:
+        result = part if result is None else result & part
+    return result
+
+
+def search_command(name: str, where: FilterExpression | None, offset: int) -> Command:
+    query = FilterQuery(filter_expression=where, num_results=PAGE)
+    query.sort_by("sort_key", asc=False)
+    query.no_content()
+    query.paging(offset, PAGE)
+    return Command.routed(name, "FT.SEARCH", name, *query.get_args())
+
+
+def result_keys(reply: Any) -> list[bytes]:
+    """Document keys from an FT.SEARCH NOCONTENT reply, RESP2 or RESP3."""
+    if isinstance(reply, Mapping):
+        results = reply.get(b"results", reply.get("results", []))
+        return [r.get(b"id", r.get("id")) for r in results]
+    return list(reply[1:])
+
+
+def indexing(info: Any) -> bool:
+    """Is the index still indexing existing keys (FT.INFO, RESP2 or RESP3)?"""
+    fields = codec.pairs(info)
+    value = fields.get(b"indexing", fields.get("indexing", 0))  # type: ignore[call-overload]
+    return str(value.decode() if isinstance(value, bytes) else value) not in ("0", "0.0")
+
+
+def parse_checkpoint_key(layout: KeyLayout, key: bytes | str) -> tuple[str, str, str]:
+    """(thread id, namespace, checkpoint id) from a checkpoint hash's key."""
+    text = key.decode() if isinstance(key, bytes) else key
+    thread = layout.thread_id_of(text)
+    ns_e, id_e = text[text.index("}:") + 2 :].split(":")
+    return thread, unescape(ns_e), unescape(id_e)
