@@ -93,11 +93,17 @@ class Shell:
             self.queue(pipe, call)
         return pipe
 
+    script_writes = False
+    """Send atomic trips as one script even where MULTI works (see AsyncShell)."""
+
     def single(self, trip: RoundTrip) -> Call | None:
         """The one call a trip comes down to, if any: it needs no pipeline."""
         if len(trip.calls) == 1:
             return trip.calls[0]
-        if trip.atomic and self.mode.execution is Execution.SCRIPT and not trip.force_multi:
+        scripted = self.mode.execution is Execution.SCRIPT or (
+            self.script_writes and self.mode.execution is Execution.TRANSACTION
+        )
+        if trip.atomic and scripted and not trip.force_multi:
             return as_script(trip)
         return None
 
@@ -136,6 +142,15 @@ class SyncShell(Shell):
 
 
 class AsyncShell(Shell):
+    """On a cluster, writes go as one same-slot script rather than MULTI/EXEC: as
+    atomic and also one round trip, while redis-py's asyncio cluster transaction
+    resolves the slot of each queued command on a thread of its own (measured:
+    4.3 ms a put instead of 0.9 ms)."""
+
+    def __init__(self, client: Any, mode: Mode | None = None) -> None:
+        super().__init__(client, mode)
+        self.script_writes = self.cluster
+
     async def run(self, plan: Plan[T]) -> T:
         replies: Any = None
         error: Exception | None = None

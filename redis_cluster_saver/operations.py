@@ -146,6 +146,8 @@ class Operations:
     log: ModeLog = field(default_factory=ModeLog)
     search_names: list[str] | None = None
     """The search index of each shard (one name unless search sees one shard)."""
+    use_search: bool | None = None
+    """Forced by the user: False never creates or queries an index."""
 
     @property
     def execution(self) -> Execution:
@@ -160,6 +162,8 @@ class Operations:
                 "this server is a Redis Cluster node but the client is not a cluster "
                 "client: pass a redis.cluster.RedisCluster client or a URL"
             )
+        if self.use_search and not caps.search:
+            raise ValueError("search=True, but the server has no usable Search module")
         self.single_node = caps.topology in ("standalone", "sentinel")
         self.mode.execution = caps.execution(self.transactions, self.scripts)
         if self.mode.execution is not Execution.TRANSACTION:
@@ -483,6 +487,8 @@ class Operations:
     # ---- across threads: the search index -------------------------------------
 
     def _indexed(self) -> bool:
+        if self.use_search is False:
+            return False
         return bool(self.capabilities and self.capabilities.search)
 
     def _indexes(self) -> Plan[list[str]]:
@@ -512,11 +518,13 @@ class Operations:
                 return
             yield pause(0.05)
 
-    def _search(self, where: Any, offsets: dict[str, int]) -> Plan[dict[str, list[bytes]]]:
+    def _search(
+        self, where: Any, offsets: dict[str, int], count: int
+    ) -> Plan[dict[str, list[bytes]]]:
         """One page from each index still in ``offsets``, in one round trip. An
         index missing on its node (a new primary, a moved slot) is rebuilt once."""
         names = list(offsets)
-        calls = tuple(search.search_command(n, where, offsets[n]) for n in names)
+        calls = tuple(search.search_command(n, where, offsets[n], count) for n in names)
         try:
             replies = yield RoundTrip(calls)
         except ResponseError as exc:
@@ -528,11 +536,16 @@ class Operations:
         return {n: search.result_keys(r) for n, r in zip(names, replies, strict=True)}
 
     def _round(
-        self, where: Any, offsets: dict[str, int], last: dict[str, tuple[str, str, str]]
+        self,
+        where: Any,
+        offsets: dict[str, int],
+        last: dict[str, tuple[str, str, str]],
+        count: int = 0,
     ) -> Plan[list[tuple[str, str, str]]]:
         """The next page of every open index as (checkpoint id, thread, namespace);
         an index is closed (dropped from ``offsets``) by a short page."""
-        pages = yield from self._search(where, offsets)
+        count = count or search.PAGE
+        pages = yield from self._search(where, offsets, count)
         found = []
         for name, keys in pages.items():
             for key in keys:
@@ -540,7 +553,7 @@ class Operations:
                 found.append((cid, thread, ns))
                 last[name] = (cid, thread, ns)
             offsets[name] += len(keys)
-            if len(keys) < search.PAGE:
+            if len(keys) < count:
                 del offsets[name]
         return found
 
@@ -553,19 +566,25 @@ class Operations:
         last: dict[str, tuple[str, str, str]] = {}
         pool: list[tuple[str, str, str]] = []
         found: list[CheckpointTuple] = []
+        # pages as long as the limit (when the index answers the whole filter, one
+        # page is all it takes), loaded in slices of what is still missing
+        count = max(10, min(search.PAGE, limit or search.PAGE))
         while True:
             if offsets:
-                pool += yield from self._round(where, offsets, last)
+                pool += yield from self._round(where, offsets, last, count)
             # unread pages hold nothing after the newest last-read entry of an index
             # still open: everything above it is in its final order
             bound = max((last.get(n, ("", "", "")) for n in offsets), default=None)
             ready = sorted((c for c in pool if bound is None or c > bound), reverse=True)
             pool = [c for c in pool if bound is not None and c <= bound]
-            for tup in (yield from self._load(ready)):
-                if _matches(tup, filter, before_id):
-                    found.append(tup)
-                    if limit is not None and len(found) >= limit:
-                        return found
+            while ready:
+                step = max(10, limit - len(found)) if limit is not None else len(ready)
+                batch, ready = ready[:step], ready[step:]
+                for tup in (yield from self._load(batch)):
+                    if _matches(tup, filter, before_id):
+                        found.append(tup)
+                        if limit is not None and len(found) >= limit:
+                            return found
             if not offsets and not pool:
                 return found
 

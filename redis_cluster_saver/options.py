@@ -31,6 +31,7 @@ class SaverBase(BaseCheckpointSaver[str]):
         cluster_mode: bool | None = None,
         transactions: bool | None = None,
         scripts: bool | None = None,
+        search: bool | None = None,
         failover_wait: float = 15.0,
         serde: SerializerProtocol | None = None,
     ) -> None:
@@ -48,6 +49,7 @@ class SaverBase(BaseCheckpointSaver[str]):
             TTL.parse(ttl),
             transactions=transactions,
             scripts=scripts,
+            use_search=search,
             failover_wait=failover_wait,
         )
         self._owns_client = redis_client is None

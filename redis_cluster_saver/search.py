@@ -113,11 +113,11 @@ def expression(
     return result
 
 
-def search_command(name: str, where: FilterExpression | None, offset: int) -> Command:
-    query = FilterQuery(filter_expression=where, num_results=PAGE)
+def search_command(name: str, where: FilterExpression | None, offset: int, count: int) -> Command:
+    query = FilterQuery(filter_expression=where, num_results=count)
     query.sort_by("sort_key", asc=False)
     query.no_content()
-    query.paging(offset, PAGE)
+    query.paging(offset, count)
     return Command.routed(name, "FT.SEARCH", name, *query.get_args())
 
 
