@@ -273,9 +273,11 @@ class Operations:
         limit: int = 0,
         before: str = "",
         filter_args: Sequence[bytes] = (),
+        ids_only: bool = False,
     ) -> ScriptCall:
         ttl = self.ttl.ms if self.ttl.refresh_on_read else 0
-        args: list[Arg] = [keys.handle, "id" if want else "list", ttl, limit, before, want]
+        mode = "id" if want else ("ids" if ids_only else "list")
+        args: list[Arg] = [keys.handle, mode, ttl, limit, before, want]
         args += [len(namespaces), *namespaces, *filter_args]
         return ScriptCall(scripts.READ, (keys.namespaces,), tuple(args))
 
@@ -448,38 +450,25 @@ class Operations:
         before_id = validation.checkpoint_id(before) or ""
         filter_args = codec.filter_args(filter)
         if config is None and self._indexed():
-            return (yield from self._indexed_list(filter, before_id, n))
+            return (yield from self._with_indexes(lambda: self._indexed_list(filter, before_id, n)))
         if config is None:
-            thread_ids = yield from self.thread_ids()
-        else:
-            thread_ids = [validation.thread_id(config)]
-        if not thread_ids:
-            return []
+            return (yield from self._directory_list(filter_args, before_id, n))
+        thread_id = validation.thread_id(config)
         namespaces: list[str] = []
-        wanted = ""
-        if config is not None:
-            if validation.configurable(config).get("checkpoint_ns") is not None:
-                namespaces = [validation.namespace(config)]
-            wanted = validation.checkpoint_id(config) or ""
-        calls = [
-            self._read_call(
-                self.layout.thread(tid),
-                namespaces=namespaces,
-                want=wanted,
-                limit=0 if wanted else n or 0,
-                before=before_id,
-                filter_args=filter_args,
-            )
-            for tid in thread_ids
-        ]
-        replies = yield from self._scripts(calls)
-        found = [
-            (entry[1], tid, entry)
-            for tid, entries in zip(thread_ids, replies, strict=True)
-            for entry in entries
-        ]
-        found.sort(key=lambda f: (f[0], f[1], f[2][0]), reverse=True)
-        tuples = [self._tuple(tid, entry) for _, tid, entry in found]
+        if validation.configurable(config).get("checkpoint_ns") is not None:
+            namespaces = [validation.namespace(config)]
+        wanted = validation.checkpoint_id(config) or ""
+        call = self._read_call(
+            self.layout.thread(thread_id),
+            namespaces=namespaces,
+            want=wanted,
+            limit=0 if wanted else n or 0,
+            before=before_id,
+            filter_args=filter_args,
+        )
+        (entries,) = yield from self._scripts([call])
+        entries = sorted(entries, key=lambda e: (e[1], e[0]), reverse=True)  # id, then ns
+        tuples = [self._tuple(thread_id, entry) for entry in entries]
         if wanted:  # the 'id' read ignores filters; apply them here, on a few tuples
             tuples = [t for t in tuples if _matches(t, filter, before_id)]
         return tuples[:n]
@@ -521,19 +510,24 @@ class Operations:
     def _search(
         self, where: Any, offsets: dict[str, int], count: int
     ) -> Plan[dict[str, list[bytes]]]:
-        """One page from each index still in ``offsets``, in one round trip. An
-        index missing on its node (a new primary, a moved slot) is rebuilt once."""
+        """One page from each index still in ``offsets``, in one round trip."""
         names = list(offsets)
         calls = tuple(search.search_command(n, where, offsets[n], count) for n in names)
-        try:
-            replies = yield RoundTrip(calls)
-        except ResponseError as exc:
-            if "no such index" not in str(exc).lower() and "unknown index" not in str(exc).lower():
-                raise
-            self.search_names = None
-            yield from self._indexes()
-            replies = yield RoundTrip(calls)
+        replies = yield RoundTrip(calls)
         return {n: search.result_keys(r) for n, r in zip(names, replies, strict=True)}
+
+    def _with_indexes(self, make: Callable[[], Plan[T]]) -> Plan[T]:
+        """Run an index query; if an index is missing on its node (a new primary, a
+        moved slot), work out the indexes again, create what is missing, and rerun
+        the query from its start."""
+        try:
+            return (yield from make())
+        except ResponseError as exc:
+            text = str(exc).lower()
+            if "no such index" not in text and "unknown index" not in text:
+                raise
+        self.search_names = None
+        return (yield from make())
 
     def _round(
         self,
@@ -611,6 +605,34 @@ class Operations:
         while offsets:
             threads.update(t for _, t, _ in (yield from self._round(where, offsets, {})))
         return sorted(threads)
+
+    def _directory_list(
+        self, filter_args: Sequence[bytes], before_id: str, limit: int | None
+    ) -> Plan[list[CheckpointTuple]]:
+        """Without an index: every thread's matching ids (scripts filter exactly),
+        merged newest first, then only the winners loaded."""
+        thread_ids = yield from self.thread_ids()
+        calls = [
+            self._read_call(
+                self.layout.thread(tid),
+                namespaces=[],
+                limit=limit or 0,
+                before=before_id,
+                filter_args=filter_args,
+                ids_only=True,
+            )
+            for tid in thread_ids
+        ]
+        replies = yield from self._scripts(calls)
+        found = sorted(
+            (
+                (cid.decode(), tid, ns.decode())
+                for tid, pairs in zip(thread_ids, replies, strict=True)
+                for ns, cid in pairs
+            ),
+            reverse=True,
+        )
+        return (yield from self._load(found[:limit]))
 
     def thread_ids(self) -> Plan[list[str]]:
         """Every thread in the directory (bucketed sets, no KEYS or SCAN)."""
@@ -707,7 +729,7 @@ class Operations:
         if not runs:
             return
         if self._indexed() and all(search._tag_safe(r) for r in runs):
-            tids = yield from self._indexed_threads(runs)
+            tids = yield from self._with_indexes(lambda: self._indexed_threads(runs))
         else:
             tids = yield from self.thread_ids()
         yield from self._per_thread(

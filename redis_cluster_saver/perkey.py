@@ -125,7 +125,7 @@ def read(call: ScriptCall) -> Plan[list[list[Any]]]:
             entries = yield from load_entries(keys, ns, [_s(i) for i in ids])
             for entry in entries:
                 if _matches(codec.pairs(entry[2]), filters) and (limit_n == 0 or found < limit_n):
-                    out.append(entry)
+                    out.append(entry[:2] if mode == "ids" else entry)
                     found += 1
             if len(ids) < BATCH:
                 break

@@ -104,7 +104,8 @@ READ = LuaScript(
     "read",
     _COMMON
     + r"""
--- ARGV: handle, mode ('id': that checkpoint in each namespace | 'list'), ttl ms,
+-- ARGV: handle, mode ('id': that checkpoint in each namespace | 'list' | 'ids':
+--       as 'list', answering {ns, id} pairs only), ttl ms,
 --       limit (0: all), before id, wanted id, namespace count n, n namespaces
 --       (n = 0: all), then filter (field, json) pairs
 local B, mode = ARGV[1], ARGV[2]
@@ -143,7 +144,12 @@ for _, ns in ipairs(nss) do
     local ids = redis.call('ZREVRANGEBYLEX', reg, upper, '-', 'LIMIT', 0, batch)
     for _, id in ipairs(ids) do
       if matches(k_cp(B, ne, id)) then
-        local e = load_entry(B, ns, ne, id)
+        local e
+        if mode == 'ids' then
+          if redis.call('EXISTS', k_cp(B, ne, id)) == 1 then e = {ns, id} end
+        else
+          e = load_entry(B, ns, ne, id)
+        end
         if e then
           out[#out + 1] = e
           found = found + 1

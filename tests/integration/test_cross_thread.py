@@ -118,3 +118,32 @@ def test_cross_thread_queries_agree_on_every_path(
     survivors = [r for r in ROWS if r[3]["run_id"] != "run-c"]
     order = sorted(survivors, key=lambda r: (r[2], r[0], r[1]), reverse=True)
     assert got["after-delete"] == [r[2] for r in order]
+
+
+def test_fan_out_follows_failover_and_moved_slots(fresh_cluster: Any) -> None:
+    """After a primary dies, its replica answers with the replicated index; after the
+    slot of an index name moves, the saver notices the missing index and re-creates
+    one per primary. Results stay complete throughout."""
+    from redis.crc import key_slot
+
+    from cluster.faults import kill_primary, migrate_slot, slot_owner, wait_for_failover
+
+    dep = fresh_cluster
+    options = saver_options(dep)
+    with RedisClusterSaver.from_conn_string(dep.url, **options) as saver:
+        load(saver)
+        want = [t.checkpoint["id"] for t in saver.list(None, filter={"run_id": "run-b"})]
+        assert len(want) == len([r for r in ROWS if r[3]["run_id"] == "run-b"])
+        old = kill_primary(dep, 1)
+        wait_for_failover(dep, old)
+        again = [t.checkpoint["id"] for t in saver.list(None, filter={"run_id": "run-b"})]
+        assert again == want
+        before = list(saver.ops.search_names or [])
+        name = before[0]
+        slot = key_slot(name.encode())
+        owner = slot_owner(dep, slot)
+        target = next(p for p in dep.primaries if p.port != owner.port)
+        migrate_slot(dep, slot, target)
+        moved = [t.checkpoint["id"] for t in saver.list(None, filter={"run_id": "run-b"})]
+        assert moved == want
+        assert saver.ops.search_names != before  # worked out again after the move
