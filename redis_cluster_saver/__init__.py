@@ -1,9 +1,17 @@
 """LangGraph checkpoint saver for Redis Cluster first: one slot per thread, one
 round trip per operation, on clusters, Sentinel, proxies and single servers."""
 
+from .errors import DurabilityError, SaverError
 from .keys import KeyLayout
 from .operations import TTL
 from .saver import AsyncRedisClusterSaver, RedisClusterSaver
 
-__all__ = ["TTL", "AsyncRedisClusterSaver", "KeyLayout", "RedisClusterSaver"]
+__all__ = [
+    "TTL",
+    "AsyncRedisClusterSaver",
+    "DurabilityError",
+    "KeyLayout",
+    "RedisClusterSaver",
+    "SaverError",
+]
 __version__ = "0.1.0"

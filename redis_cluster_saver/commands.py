@@ -106,6 +106,9 @@ class RoundTrip:
     """Send as MULTI/EXEC whatever the execution mode (the detector's probe)."""
     pause: float = 0.0
     """A trip with no calls that only waits (plans cannot sleep themselves)."""
+    wait: tuple[int, int] | None = None
+    """Durable write: end the trip with WAIT (replicas, timeout ms) on the same
+    connection; its reply comes last."""
 
 
 Plan = Generator[RoundTrip, list[Any], T]

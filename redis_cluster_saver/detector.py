@@ -43,6 +43,8 @@ class Capabilities:
     search: bool | None = None
     search_all_shards: bool | None = None
     json: bool | None = None
+    replicas: int | None = None
+    """Replicas of every primary (the smallest count on a cluster)."""
     notes: list[str] = field(default_factory=list)
 
     def execution(self, transactions: bool | None, scripts: bool | None) -> Execution:
@@ -69,6 +71,7 @@ class Capabilities:
             ("Search module", yes(self.search)),
             ("search sees all shards", yes(self.search_all_shards)),
             ("JSON module", yes(self.json)),
+            ("replicas per primary", "unknown" if self.replicas is None else str(self.replicas)),
             ("execution", self.execution(None, None).value),
         ]
 
@@ -127,6 +130,17 @@ def probe_modes(layout: KeyLayout) -> Plan[tuple[bool, bool]]:
     return multi, lua
 
 
+def _replicas(client_kind: str) -> Plan[int | None]:
+    """Replicas behind each primary: CLUSTER SLOTS on a cluster, INFO elsewhere."""
+    if client_kind == "cluster":
+        ok, reply = yield from _attempt(one(Command.keyless("CLUSTER", "SLOTS")))
+        return min((len(r) - 3 for r in reply[0]), default=0) if ok else None
+    ok, reply = yield from _attempt(one(Command.keyless("INFO", "replication")))
+    if not ok:
+        return None
+    return int(_info(reply[0]).get("connected_slaves", 0))
+
+
 def detect(layout: KeyLayout, client_kind: str) -> Plan[Capabilities]:
     """Probe once: ``client_kind`` is 'cluster', 'sentinel' or 'single'."""
     caps = Capabilities(
@@ -144,6 +158,7 @@ def detect(layout: KeyLayout, client_kind: str) -> Plan[Capabilities]:
             caps.notes.append("a cluster node reached through a single-node client")
         elif not ok or caps.enterprise:
             caps.topology = "proxy"
+    caps.replicas = yield from _replicas(client_kind)
     caps.transactions, caps.scripts = yield from probe_modes(layout)
     if caps.transactions is False and client_kind == "single":
         caps.topology = "proxy"

@@ -12,6 +12,7 @@ import asyncio
 import time
 from typing import Any, TypeVar
 
+import redis.asyncio
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from . import scripts
@@ -107,6 +108,19 @@ class Shell:
             return as_script(trip)
         return None
 
+    def durable_calls(self, trip: RoundTrip) -> tuple[str, list[Call]]:
+        """A durable trip as (key it routes by, calls): the write as one script (or
+        its plain commands where scripts are refused), then WAIT. WAIT counts the
+        replicas that acknowledged this connection's writes, so both go together,
+        without MULTI (WAIT inside MULTI does not wait)."""
+        assert trip.wait is not None
+        replicas, timeout = trip.wait
+        first = trip.calls[0]
+        key = str(first.args[1]) if isinstance(first, Command) else first.keys[0]
+        per_key = self.mode.execution is Execution.PER_KEY
+        body: list[Call] = list(trip.calls) if per_key else [as_script(trip)]
+        return key, [*body, Command.of("WAIT", replicas, timeout)]
+
     @staticmethod
     def advance(plan: Plan[T], replies: Any, error: Exception | None) -> RoundTrip:
         return plan.throw(error) if error is not None else plan.send(replies)
@@ -126,10 +140,22 @@ class SyncShell(Shell):
             except (RedisError, RedisClusterException) as exc:
                 replies, error = None, exc
 
+    def node_client(self, key: str) -> Any:
+        """A client whose pipelines go to the one node that owns ``key``."""
+        if not self.cluster:
+            return self.client
+        return self.client.get_redis_connection(self.client.get_node_from_key(key))
+
     def execute(self, trip: RoundTrip) -> list[Any]:
         if not trip.calls:
             time.sleep(trip.pause)
             return []
+        if trip.wait is not None:
+            key, calls = self.durable_calls(trip)
+            pipe = self.node_client(key).pipeline(transaction=False)
+            for c in calls:
+                self.queue(pipe, c)
+            return list(pipe.execute())
         call = self.single(trip)
         if call is None:
             return list(self.pipeline(trip).execute())
@@ -150,6 +176,20 @@ class AsyncShell(Shell):
     def __init__(self, client: Any, mode: Mode | None = None) -> None:
         super().__init__(client, mode)
         self.script_writes = self.cluster
+        self.nodes: dict[str, Any] = {}
+
+    async def node_client(self, key: str) -> Any:
+        """A client whose pipelines go to the one node that owns ``key``."""
+        if not self.cluster:
+            return self.client
+        await self.client.initialize()
+        node = self.client.get_node_from_key(key)
+        if node.name not in self.nodes:
+            pool = redis.asyncio.ConnectionPool(
+                connection_class=node.connection_class, **node.connection_kwargs
+            )
+            self.nodes[node.name] = redis.asyncio.Redis(connection_pool=pool)
+        return self.nodes[node.name]
 
     async def run(self, plan: Plan[T]) -> T:
         replies: Any = None
@@ -168,6 +208,12 @@ class AsyncShell(Shell):
         if not trip.calls:
             await asyncio.sleep(trip.pause)
             return []
+        if trip.wait is not None:
+            key, calls = self.durable_calls(trip)
+            pipe = (await self.node_client(key)).pipeline(transaction=False)
+            for c in calls:
+                self.queue(pipe, c)
+            return list(await pipe.execute())
         call = self.single(trip)
         if call is None:
             return list(await self.pipeline(trip).execute())

@@ -45,6 +45,7 @@ from .commands import (
     pause,
 )
 from .detector import Capabilities, ModeLog, detect, is_refusal, probe_modes
+from .errors import DurabilityError
 from .keys import KeyLayout, ThreadKeys, blob_field, unescape, write_field
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
@@ -76,6 +77,29 @@ class TTL:
         ):
             raise ValueError(f"ttl['default_ttl'] must be a positive number, not {minutes!r}")
         return cls(minutes, bool(ttl.get("refresh_on_read", False)))
+
+
+@dataclass(frozen=True, slots=True)
+class Durability:
+    """Durable mode: each write waits for this many replica acknowledgements."""
+
+    replicas: int
+    timeout_ms: int
+
+    @classmethod
+    def parse(cls, durability: Mapping[str, Any] | None) -> Durability | None:
+        if durability is None:
+            return None
+        if not isinstance(durability, Mapping):
+            raise TypeError("durability must be a mapping like {'replicas': 1, 'timeout_ms': 500}")
+        unknown = set(durability) - {"replicas", "timeout_ms"}
+        if unknown:
+            raise ValueError(f"unknown durability option(s): {', '.join(sorted(unknown))}")
+        replicas, timeout = durability.get("replicas", 1), durability.get("timeout_ms", 500)
+        for name, value, low in (("replicas", replicas, 1), ("timeout_ms", timeout, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"durability[{name!r}] must be an int >= {low}, not {value!r}")
+        return cls(replicas, timeout)
 
 
 def next_version(current: str | int | float | None) -> str:
@@ -148,6 +172,7 @@ class Operations:
     """The search index of each shard (one name unless search sees one shard)."""
     use_search: bool | None = None
     """Forced by the user: False never creates or queries an index."""
+    durability: Durability | None = None
 
     @property
     def execution(self) -> Execution:
@@ -164,6 +189,12 @@ class Operations:
             )
         if self.use_search and not caps.search:
             raise ValueError("search=True, but the server has no usable Search module")
+        if self.durability and (caps.replicas or 0) < self.durability.replicas:
+            raise ValueError(
+                f"durability asks for {self.durability.replicas} replica(s), but the server "
+                f"has {caps.replicas if caps.replicas is not None else 'an unknown number of'}"
+                " (or refuses WAIT): durable mode cannot be honoured here"
+            )
         self.single_node = caps.topology in ("standalone", "sentinel")
         self.mode.execution = caps.execution(self.transactions, self.scripts)
         if self.mode.execution is not Execution.TRANSACTION:
@@ -229,14 +260,18 @@ class Operations:
 
     def _write(self, keys: ThreadKeys, calls: list[Call]) -> Plan[None]:
         """One atomic trip; with a TTL the renewal of the whole thread rides in it
-        (where scripts are refused it follows as its own steps)."""
-        if not self.ttl.ms:
-            yield RoundTrip(tuple(calls), atomic=True)
-        elif self.execution is Execution.PER_KEY:
-            yield RoundTrip(tuple(calls), atomic=True)
+        (where scripts are refused it follows as its own steps). In durable mode the
+        trip ends with WAIT, and too few acknowledgements raise."""
+        renew = bool(self.ttl.ms)
+        if renew and self.execution is not Execution.PER_KEY:
+            calls, renew = [*calls, self._touch_call(keys)], False
+        d = self.durability
+        wait = (d.replicas, d.timeout_ms) if d else None
+        replies = yield RoundTrip(tuple(calls), atomic=True, wait=wait)
+        if renew:
             yield from perkey.touch(self._touch_call(keys))
-        else:
-            yield RoundTrip((*calls, self._touch_call(keys)), atomic=True)
+        if d is not None and int(replies[-1]) < d.replicas:
+            raise DurabilityError(int(replies[-1]), d.replicas, d.timeout_ms)
 
     def _scripts(self, calls: Sequence[ScriptCall]) -> Plan[list[Any]]:
         """Script calls in one trip, or, where scripts are refused, the same work

@@ -12,7 +12,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from .connection import check_client, client_kind
 from .detector import Capabilities
 from .keys import KeyLayout
-from .operations import TTL, Operations, next_version
+from .operations import TTL, Durability, Operations, next_version
 
 
 class SaverBase(BaseCheckpointSaver[str]):
@@ -32,6 +32,7 @@ class SaverBase(BaseCheckpointSaver[str]):
         transactions: bool | None = None,
         scripts: bool | None = None,
         search: bool | None = None,
+        durability: Mapping[str, Any] | None = None,
         failover_wait: float = 15.0,
         serde: SerializerProtocol | None = None,
     ) -> None:
@@ -50,6 +51,7 @@ class SaverBase(BaseCheckpointSaver[str]):
             transactions=transactions,
             scripts=scripts,
             use_search=search,
+            durability=Durability.parse(durability),
             failover_wait=failover_wait,
         )
         self._owns_client = redis_client is None
