@@ -28,7 +28,16 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.types import TASKS
-from redis.exceptions import ConnectionError, ResponseError, TimeoutError
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    ConnectionError,
+    ReadOnlyError,
+    RedisClusterException,
+    ResponseError,
+    TimeoutError,
+    TryAgainError,
+)
 
 from . import codec, perkey, scripts, search, validation
 from .commands import (
@@ -49,6 +58,15 @@ from .errors import DurabilityError
 from .keys import KeyLayout, ThreadKeys, blob_field, unescape, write_field
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
+IN_MOTION = (
+    ConnectionError,
+    TryAgainError,
+    AskError,
+    ClusterError,
+    ReadOnlyError,
+    RedisClusterException,
+)
+"""Errors of a topology changing under the operation: retried, not reported."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,11 +234,13 @@ class Operations:
         return self.capabilities
 
     def guarded(self, make: Callable[[], Plan[T]]) -> Plan[T]:
-        """Run an operation (detecting first if needed). On a refusal, re-probe and
-        switch mode if the server now refuses what the mode needs; on a lost
-        connection (a failover), retry until ``failover_wait`` runs out. Every
-        operation is idempotent, so a retry after an unanswered attempt is safe.
-        Timeouts are not retried: a stalled server gets a clear error, not a wait."""
+        """Run an operation (detecting first if needed), through what a live system
+        throws at it. On a refusal, re-probe and switch mode if the server now
+        refuses what the mode needs. On a lost connection (a failover) or a cluster
+        in motion (TRYAGAIN, MOVED, ASK, CLUSTERDOWN during resharding or failover),
+        retry until ``failover_wait`` runs out. Every operation is idempotent, so a
+        retry after an unanswered attempt is safe. Timeouts are not retried: a
+        stalled server gets a clear error, not a longer wait."""
         if self.capabilities is None:
             yield from self.setup()
         deadline = time.monotonic() + self.failover_wait
@@ -228,9 +248,16 @@ class Operations:
             try:
                 return (yield from make())
             except Exception as exc:
-                if isinstance(exc, TimeoutError) or not is_refusal(exc):
+                if isinstance(exc, TimeoutError) or not (
+                    isinstance(exc, IN_MOTION) or is_refusal(exc)
+                ):
                     raise
                 error = exc
+            if isinstance(error, IN_MOTION) and not isinstance(error, ConnectionError):
+                if time.monotonic() >= deadline:
+                    raise error
+                yield pause(0.1)
+                continue
             multi, lua = yield from self._reachable(error, deadline)
             execution = Capabilities(transactions=multi, scripts=lua).execution(
                 self.transactions, self.scripts
