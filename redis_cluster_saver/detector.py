@@ -113,20 +113,38 @@ def _attempt(trip: RoundTrip) -> Plan[tuple[bool, Any]]:
     return True, replies
 
 
-def probe_modes(layout: KeyLayout) -> Plan[tuple[bool, bool]]:
+def _allowed(trip: RoundTrip, client_kind: str) -> Plan[bool]:
+    """Does the server run this trip? A refusal is an error reply, or, from a strict
+    proxy, a connection closed twice on this request while the endpoint answers PING
+    in between. A cluster node refuses with an error, so there a lost connection is
+    a failover in progress: it propagates and the caller waits it out."""
+    for _ in range(2):
+        try:
+            yield trip
+            return True
+        except (ConnectionError, TimeoutError):
+            if client_kind == "cluster":
+                raise
+            yield one(Command.keyless("PING"))  # raises if nothing answers at all
+        except (RedisError, RedisClusterException):
+            return False
+    return False
+
+
+def probe_modes(layout: KeyLayout, client_kind: str = "single") -> Plan[tuple[bool, bool]]:
     """Are same-slot MULTI/EXEC and Lua allowed? Raises if the server is down:
     a probe that fails only because nothing answers proves nothing."""
     key = layout.probe_key()
     yield one(Command.keyless("PING"))
-    multi, _ = yield from _attempt(
+    multi = yield from _allowed(
         RoundTrip(
             (Command.of("SET", key, "1", "PX", 10_000), Command.of("DEL", key)),
             atomic=True,
             force_multi=True,
-        )
+        ),
+        client_kind,
     )
-    lua, _ = yield from _attempt(one(ScriptCall(PING_SCRIPT, (key,), ())))
-    yield one(Command.keyless("PING"))
+    lua = yield from _allowed(one(ScriptCall(PING_SCRIPT, (key,), ())), client_kind)
     return multi, lua
 
 
@@ -159,7 +177,7 @@ def detect(layout: KeyLayout, client_kind: str) -> Plan[Capabilities]:
         elif not ok or caps.enterprise:
             caps.topology = "proxy"
     caps.replicas = yield from _replicas(client_kind)
-    caps.transactions, caps.scripts = yield from probe_modes(layout)
+    caps.transactions, caps.scripts = yield from probe_modes(layout, client_kind)
     if caps.transactions is False and client_kind == "single":
         caps.topology = "proxy"
     ok, _ = yield from _attempt(one(Command.keyless("FT._LIST")))

@@ -274,8 +274,8 @@ class Operations:
         """The mode probes, retried while the server is unreachable (a failover)."""
         while True:
             try:
-                return (yield from probe_modes(self.layout))
-            except (ConnectionError, TimeoutError):
+                return (yield from probe_modes(self.layout, self.client_kind))
+            except (*IN_MOTION, TimeoutError):
                 if time.monotonic() >= deadline:
                     raise first from None
                 yield pause(0.25)
