@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := redis-server nutcracker
 TOPOLOGY ?= cluster
 
-.PHONY: venv system-deps lint unit integration test demo cluster-up cluster-down cluster-status clean
+.PHONY: venv system-deps lint unit integration test demo bench bench-cross-thread soak cluster-up cluster-down cluster-status clean
 
 venv: $(STAMP)
 
@@ -50,6 +50,17 @@ test: venv system-deps lint
 
 demo: venv
 	$(PY) -m examples.demo
+
+# Benchmarks print tables (not part of `make test`): ours against the reference saver,
+# cross-thread queries at scale, and writers under load while a primary is killed.
+bench: venv
+	$(PY) -m benchmarks.compare
+
+bench-cross-thread: venv
+	$(PY) -m benchmarks.cross_thread
+
+soak: venv system-deps
+	$(PY) -m benchmarks.soak
 
 cluster-up: venv system-deps
 	$(PY) -m cluster up $(TOPOLOGY)

@@ -1,0 +1,274 @@
+"""Our savers against the reference (langgraph-checkpoint-redis) on the same server,
+in one run, interleaved A B A B so drift cancels out.
+
+    python -m benchmarks.compare [--steps 300] [--rounds 3]
+
+Workload: one thread grows for STEPS steps (a message list that grows each step and
+three channels that rarely change), put + put_writes per step; then get_tuple(latest),
+get_tuple(by id), list(limit=10) and list(all). Figures: ops/s (median over rounds),
+p50/p99 latency, Redis commands and round trips per operation (counted at the
+socket), server memory per checkpoint (used_memory delta), each with ours/reference.
+Then the bare-client limit (our exact packets replayed by a plain connection) and
+how our latency grows with history length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+import redis.asyncio.connection
+import redis.connection
+from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.redis import AsyncRedisSaver, RedisSaver
+
+from cluster.harness import start, stop
+from redis_cluster_saver import AsyncRedisClusterSaver, RedisClusterSaver
+
+SENT: list[bytes] = []
+
+
+@contextmanager
+def counting() -> Iterator[list[bytes]]:
+    """Every packet sent, sync and async: one packet is one round trip."""
+    sync_send = redis.connection.Connection.send_packed_command
+    async_send = redis.asyncio.connection.Connection.send_packed_command
+
+    def send(self: Any, command: Any, check_health: bool = True) -> None:
+        SENT.append(command if isinstance(command, bytes) else b"".join(command))
+        sync_send(self, command, check_health)
+
+    async def asend(self: Any, command: Any, check_health: bool = True) -> None:
+        SENT.append(command if isinstance(command, bytes) else b"".join(command))
+        await async_send(self, command, check_health)
+
+    redis.connection.Connection.send_packed_command = send  # type: ignore[method-assign]
+    redis.asyncio.connection.Connection.send_packed_command = asend  # type: ignore[method-assign]
+    try:
+        yield SENT
+    finally:
+        redis.connection.Connection.send_packed_command = sync_send  # type: ignore[method-assign]
+        redis.asyncio.connection.Connection.send_packed_command = async_send  # type: ignore[method-assign]
+
+
+def commands(packet: bytes) -> int:
+    return (
+        sum(1 for line in packet.split(b"\r\n") if line.startswith(b"*") and line[1:].isdigit())
+        or 1
+    )
+
+
+class Step:
+    """The workload's step i: what put and put_writes get."""
+
+    def __init__(self, i: int) -> None:
+        cp = empty_checkpoint()
+        self.messages = [f"message {j}: " + "x" * 80 for j in range(i + 1)]
+        rare = i // 50
+        cp["channel_values"] = {
+            "messages": self.messages,
+            "profile": {"user": "u1", "tier": rare},
+            "plan": [f"step-{rare}"],
+            "flags": {"verbose": bool(rare % 2)},
+        }
+        cp["channel_versions"] = {
+            "messages": i + 1,
+            "profile": rare + 1,
+            "plan": rare + 1,
+            "flags": rare + 1,
+        }
+        self.checkpoint = cp
+        self.new_versions = {"messages": i + 1}
+        if i % 50 == 0:
+            self.new_versions.update({"profile": rare + 1, "plan": rare + 1, "flags": rare + 1})
+        self.metadata = {"source": "loop", "step": i, "run_id": "bench", "parents": {}}
+
+
+STEPS: list[Step] = []
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run_sync(saver: Any, thread: str, steps: int) -> dict[str, list[float]]:
+    config: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    times: dict[str, list[float]] = {
+        k: [] for k in ("put+writes", "get latest", "get by id", "list 10", "list all")
+    }
+    ids = []
+    for i in range(steps):
+        s = STEPS[i]
+        t = time.perf_counter()
+        config = saver.put(config, s.checkpoint, s.metadata, s.new_versions)
+        saver.put_writes(config, [("messages", s.messages[-1]), ("plan", "p")], f"task-{i}")
+        times["put+writes"].append(time.perf_counter() - t)
+        ids.append(config)
+    latest: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    for i in range(100):
+        for name, fn in (
+            ("get latest", lambda: saver.get_tuple(latest)),
+            ("get by id", lambda: saver.get_tuple(ids[(i * 37) % len(ids)])),  # noqa: B023
+            ("list 10", lambda: list(saver.list(latest, limit=10))),
+        ):
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    for _ in range(3):
+        t = time.perf_counter()
+        list(saver.list(latest))
+        times["list all"].append(time.perf_counter() - t)
+    return times
+
+
+async def run_async(saver: Any, thread: str, steps: int) -> dict[str, list[float]]:
+    config: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    times: dict[str, list[float]] = {
+        k: [] for k in ("put+writes", "get latest", "get by id", "list 10", "list all")
+    }
+    ids = []
+    for i in range(steps):
+        s = STEPS[i]
+        t = time.perf_counter()
+        config = await saver.aput(config, s.checkpoint, s.metadata, s.new_versions)
+        await saver.aput_writes(config, [("messages", s.messages[-1]), ("plan", "p")], f"task-{i}")
+        times["put+writes"].append(time.perf_counter() - t)
+        ids.append(config)
+    latest: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    for i in range(100):
+        t = time.perf_counter()
+        await saver.aget_tuple(latest)
+        times["get latest"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        await saver.aget_tuple(ids[(i * 37) % len(ids)])
+        times["get by id"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        _ = [x async for x in saver.alist(latest, limit=10)]
+        times["list 10"].append(time.perf_counter() - t)
+    for _ in range(3):
+        t = time.perf_counter()
+        _ = [x async for x in saver.alist(latest)]
+        times["list all"].append(time.perf_counter() - t)
+    return times
+
+
+def per_op_counts(fn: Callable[[], Any]) -> tuple[float, float]:
+    """(commands, round trips) of one call."""
+    SENT.clear()
+    fn()
+    return float(sum(commands(p) for p in SENT)), float(len(SENT))
+
+
+def op_counts(name: str, saver: Any, thread: str) -> dict[tuple[str, str], tuple[float, float]]:
+    """Commands and round trips of one put + put_writes, get_tuple and list(limit=10)."""
+    cfg: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    step = STEPS[-1]
+
+    def pair() -> None:
+        stored = saver.put(cfg, step.checkpoint, step.metadata, step.new_versions)
+        saver.put_writes(stored, [("m", 1)], "t")
+
+    return {
+        (name, "put+writes"): per_op_counts(pair),
+        (name, "get latest"): per_op_counts(lambda: saver.get_tuple(cfg)),
+        (name, "list 10"): per_op_counts(lambda: list(saver.list(cfg, limit=10))),
+    }
+
+
+def used_memory(url: str) -> int:
+    c = redis.Redis.from_url(url)
+    try:
+        return int(c.info("memory")["used_memory"])
+    finally:
+        c.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    STEPS.extend(Step(i) for i in range(args.steps))
+    dep = start("standalone", owner_pid=os.getpid())
+    url = dep.url
+    results: dict[tuple[str, str], list[dict[str, list[float]]]] = {}
+    memory: dict[str, float] = {}
+    counts: dict[tuple[str, str], tuple[float, float]] = {}
+    try:
+        ours_sync = RedisClusterSaver(url, key_prefix="ours")
+        ours_sync.setup()
+        ref_sync = RedisSaver(url)
+        ref_sync.setup()
+        savers_sync = {"ours": ours_sync, "reference": ref_sync}
+        with counting():
+            for r in range(args.rounds):
+                for name, saver in savers_sync.items():
+                    before = used_memory(url)
+                    thread = f"{name}-sync-{r}-{uuid.uuid4().hex[:6]}"
+                    results.setdefault((name, "sync"), []).append(
+                        run_sync(saver, thread, args.steps)
+                    )
+                    if r == 0:
+                        memory[name] = (used_memory(url) - before) / args.steps
+                        counts.update(op_counts(name, saver, thread))
+
+            async def async_rounds() -> None:
+                ours = AsyncRedisClusterSaver(url, key_prefix="ours")
+                await ours.asetup()
+                async with AsyncRedisSaver.from_conn_string(url) as ref:
+                    await ref.asetup()
+                    for r in range(args.rounds):
+                        for name, saver in (("ours", ours), ("reference", ref)):
+                            thread = f"{name}-async-{r}-{uuid.uuid4().hex[:6]}"
+                            results.setdefault((name, "async"), []).append(
+                                await run_async(saver, thread, args.steps)
+                            )
+                await ours.aclose()
+
+            asyncio.run(async_rounds())
+    finally:
+        stop(dep)
+    print(
+        f"\n{args.steps}-step thread, {args.rounds} rounds interleaved; "
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    print(
+        "| operation | style | ours ops/s | reference ops/s | ratio | ours p50/p99 ms | "
+        "reference p50/p99 ms |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for style in ("sync", "async"):
+        for op in ("put+writes", "get latest", "get by id", "list 10", "list all"):
+            rates, lat = {}, {}
+            for name in ("ours", "reference"):
+                runs = results[(name, style)]
+                rates[name] = statistics.median(len(r[op]) / sum(r[op]) for r in runs)
+                allv = [x * 1000 for r in runs for x in r[op]]
+                lat[name] = f"{percentile(allv, 0.5):.2f}/{percentile(allv, 0.99):.2f}"
+            print(
+                f"| {op} | {style} | {rates['ours']:.0f} | {rates['reference']:.0f} | "
+                f"{rates['ours'] / rates['reference']:.1f}x | {lat['ours']} | {lat['reference']} |"
+            )
+    print("\n| operation | ours commands / round trips | reference commands / round trips |")
+    print("|---|---|---|")
+    for op in ("put+writes", "get latest", "list 10"):
+        o, r = counts[("ours", op)], counts[("reference", op)]
+        print(f"| {op} | {o[0]:.0f} / {o[1]:.0f} | {r[0]:.0f} / {r[1]:.0f} |")
+    print(
+        f"\nserver memory per checkpoint: ours {memory['ours']:.0f} B, reference "
+        f"{memory['reference']:.0f} B, ratio {memory['ours'] / memory['reference']:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
