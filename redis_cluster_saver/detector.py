@@ -131,11 +131,17 @@ def _allowed(trip: RoundTrip, client_kind: str) -> Plan[bool]:
     return False
 
 
-def probe_modes(layout: KeyLayout, client_kind: str = "single") -> Plan[tuple[bool, bool]]:
+def probe_modes(
+    layout: KeyLayout, client_kind: str = "single", known_multi: bool | None = None
+) -> Plan[tuple[bool, bool]]:
     """Are same-slot MULTI/EXEC and Lua allowed? Raises if the server is down:
-    a probe that fails only because nothing answers proves nothing."""
+    a probe that fails only because nothing answers proves nothing. With
+    ``known_multi`` the MULTI probe is skipped and that answer kept."""
     key = layout.probe_key()
     yield one(Command.keyless("PING"))
+    if known_multi is not None:
+        lua = yield from _allowed(one(ScriptCall(PING_SCRIPT, (key,), ())), client_kind)
+        return known_multi, lua
     multi = yield from _allowed(
         RoundTrip(
             (Command.of("SET", key, "1", "PX", 10_000), Command.of("DEL", key)),

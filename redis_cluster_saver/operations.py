@@ -271,10 +271,16 @@ class Operations:
                 yield pause(0.25)
 
     def _reachable(self, first: BaseException, deadline: float) -> Plan[tuple[bool, bool]]:
-        """The mode probes, retried while the server is unreachable (a failover)."""
+        """The mode probes, retried while the server is unreachable (a failover).
+
+        A cluster node does not start refusing MULTI during a failover, so there
+        the MULTI probe is not repeated (redis-py's asyncio cluster transaction,
+        which it would need, breaks under concurrent failover handling)."""
+        known = self.capabilities.transactions if self.capabilities else None
+        known = known if self.client_kind == "cluster" else None
         while True:
             try:
-                return (yield from probe_modes(self.layout, self.client_kind))
+                return (yield from probe_modes(self.layout, self.client_kind, known))
             except (*IN_MOTION, TimeoutError):
                 if time.monotonic() >= deadline:
                     raise first from None
