@@ -13,7 +13,13 @@ import time
 from typing import Any, TypeVar
 
 import redis.asyncio
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import (
+    ConnectionError,
+    MovedError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+)
 
 from . import scripts
 from .commands import Arg, Call, Command, Execution, Mode, Plan, RoundTrip, ScriptCall
@@ -155,7 +161,12 @@ class SyncShell(Shell):
             pipe = self.node_client(key).pipeline(transaction=False)
             for c in calls:
                 self.queue(pipe, c)
-            return list(pipe.execute())
+            try:
+                return list(pipe.execute())
+            except (MovedError, ConnectionError):
+                if self.cluster:  # the slot map is stale: learn it again before the retry
+                    self.client.nodes_manager.initialize()
+                raise
         call = self.single(trip)
         if call is None:
             return list(self.pipeline(trip).execute())
@@ -213,7 +224,13 @@ class AsyncShell(Shell):
             pipe = (await self.node_client(key)).pipeline(transaction=False)
             for c in calls:
                 self.queue(pipe, c)
-            return list(await pipe.execute())
+            try:
+                return list(await pipe.execute())
+            except (MovedError, ConnectionError):
+                if self.cluster:  # the slot map is stale: learn it again before the retry
+                    self.nodes.clear()
+                    await self.client.nodes_manager.initialize()
+                raise
         call = self.single(trip)
         if call is None:
             return list(await self.pipeline(trip).execute())
