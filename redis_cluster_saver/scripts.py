@@ -39,6 +39,20 @@ local function hmget_all(key, names)
   return vals
 end
 
+-- the checkpoint hash without its index-only fields (the reader never needs them)
+local READ_FIELDS = {checkpoint = 1, type = 1, parent = 1, v = 1, blobs = 1}
+local function reader_fields(flat)
+  local out = {}
+  for i = 1, #flat, 2 do
+    local f = flat[i]
+    if READ_FIELDS[f] or string.sub(f, 1, 2) == 'm:' then
+      out[#out + 1] = f
+      out[#out + 1] = flat[i + 1]
+    end
+  end
+  return out
+end
+
 -- {ns, id, checkpoint hash, writes hash, blob values, parent's writes (pre-v4 only)}
 local function load_entry(B, ns, ne, id)
   local cp = redis.call('HGETALL', k_cp(B, ne, id))
@@ -50,7 +64,7 @@ local function load_entry(B, ns, ne, id)
   if tonumber(hfield(cp, 'v') or '4') < 4 and parent ~= '' then
     pw = redis.call('HGETALL', k_w(B, ne, parent))
   end
-  return {ns, id, cp, w, vals, pw}
+  return {ns, id, reader_fields(cp), w, vals, pw}
 end
 
 local function touch(B, ttl)
