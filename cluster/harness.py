@@ -17,7 +17,15 @@ import redis
 from .binaries import TOPOLOGIES, available
 from .faults import kill_primary, migrate_slot, pause, refresh_roles, resume, wait_for_failover
 from .model import Deployment, Node, load_state
-from .processes import StartupError, admin_client, is_running, no_retry, owns, terminate
+from .processes import (
+    StartupError,
+    admin_client,
+    is_running,
+    no_retry,
+    owns,
+    terminate,
+    tls_client_kwargs,
+)
 from .topologies import cluster_health, launch, sentinel_health
 
 __all__ = [
@@ -112,7 +120,7 @@ def healthy(deployment: Deployment) -> str | None:
                 client.close()
         for n in deployment.nodes:
             if n.role in ("primary", "replica", "backend"):
-                c = admin_client(n.port)
+                c = admin_client(n.port, **tls_client_kwargs(n, deployment.client_kwargs))
                 try:
                     c.ping()
                 finally:

@@ -159,8 +159,13 @@ def log_tail(path: str | Path, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
 
 
-def admin_client(port: int, timeout: float = 1.0, *, decode: bool = True) -> redis.Redis:
-    """A short-timeout RESP2 client for harness bookkeeping commands."""
+def admin_client(
+    port: int, timeout: float = 1.0, *, decode: bool = True, **client_kwargs: Any
+) -> redis.Redis:
+    """A short-timeout RESP2 client for harness bookkeeping commands.
+
+    ``client_kwargs`` go to redis-py as they are (``tls_client_kwargs`` for a TLS node).
+    """
     return redis.Redis(
         host=HOST,
         port=port,
@@ -168,8 +173,16 @@ def admin_client(port: int, timeout: float = 1.0, *, decode: bool = True) -> red
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=no_retry(),
-        **STRICT_PROXY_ARGS,
+        **{**STRICT_PROXY_ARGS, **client_kwargs},
     )
+
+
+def tls_client_kwargs(node: Node, client_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What ``admin_client`` needs to reach ``node``: TLS (with the deployment's CA, from
+    ``client_kwargs``) when its URL is ``rediss://``, nothing otherwise."""
+    if not node.url.startswith("rediss://"):
+        return {}
+    return {"ssl": True, **client_kwargs}
 
 
 def command(client: redis.Redis, *args: Any) -> Any:
@@ -226,14 +239,17 @@ def wait_pingable(
     nodes: Sequence[Node],
     procs: dict[int, subprocess.Popen[bytes]],
     timeout: float = 15.0,
-    client_kwargs: dict[str, object] | None = None,
+    client_kwargs: dict[str, Any] | None = None,
 ) -> None:
-    """Wait until every node answers PING (all polled together, so startup is parallel)."""
+    """Wait until every node answers PING (all polled together, so startup is parallel).
+
+    ``client_kwargs`` are added to each probe client (TLS settings for a TLS node).
+    """
     pending = list(nodes)
 
     def check() -> str | None:
         for n in list(pending):
-            client = admin_client(n.port, timeout=0.5)
+            client = admin_client(n.port, timeout=0.5, **(client_kwargs or {}))
             try:
                 if client.ping():
                     pending.remove(n)

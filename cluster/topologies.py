@@ -9,7 +9,8 @@ from __future__ import annotations
 import secrets
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from .processes import (
     proc_starttime,
     spawn,
     terminate,
+    tls_client_kwargs,
     wait_pingable,
     wait_until,
 )
@@ -51,14 +53,22 @@ class _Launch:
         self.nodes: list[Node] = []
 
     def add(
-        self, argv: list[str], name: str, port: int, role: str, log: Path, **extra: Any
+        self,
+        argv: list[str],
+        name: str,
+        port: int,
+        role: str,
+        log: Path,
+        *,
+        scheme: str = "redis",
+        **extra: Any,
     ) -> Node:
         proc = spawn(argv, self.workdir, name)
         node = Node(
             pid=proc.pid,
             port=port,
             role=role,
-            url=f"redis://{HOST}:{port}",
+            url=f"{scheme}://{HOST}:{port}",
             name=name,
             starttime=proc_starttime(proc.pid),
             log=str(log),
@@ -77,18 +87,26 @@ class _Launch:
         *,
         modules: bool,
         extra_args: list[str] | None = None,
+        tls: TlsFiles | None = None,
         **extra: Any,
     ) -> Node:
         log = self.workdir / f"{name}.log"
-        argv = server_argv(binary, port, self.workdir, log, modules=modules)
-        return self.add(argv + (extra_args or []), name, port, role, log, **extra)
+        argv = server_argv(binary, port, self.workdir, log, modules=modules, tls=tls)
+        scheme = "redis" if tls is None else "rediss"
+        return self.add(argv + (extra_args or []), name, port, role, log, scheme=scheme, **extra)
 
 
-def server_argv(binary: Path, port: int, workdir: Path, log: Path, *, modules: bool) -> list[str]:
-    """Common flags: loopback only, no persistence, foreground, fast diskless replication."""
+def server_argv(
+    binary: Path, port: int, workdir: Path, log: Path, *, modules: bool, tls: TlsFiles | None = None
+) -> list[str]:
+    """Common flags: loopback only, no persistence, foreground, fast diskless replication.
+
+    With ``tls`` the server listens on ``port`` with TLS only (plain port 0).
+    """
+    listen = ["--port", str(port)] if tls is None else ["--port", "0", *tls.server_args(port)]
     argv = [
         str(binary),
-        "--port", str(port),
+        *listen,
         "--bind", HOST,
         "--protected-mode", "no",
         "--daemonize", "no",
@@ -143,6 +161,80 @@ def build_standalone(launch: _Launch) -> Deployment:
 def build_plain(launch: _Launch) -> Deployment:
     """Distribution Redis 7.0 without modules: exercises the no-module fallback paths."""
     return _single(launch, "plain", _require(binaries.plain_redis_server(), "plain"), False)
+
+
+# ---------------------------------------------------------------------------------- tls
+
+TLS_HOSTNAMES: tuple[str, ...] = (HOST, "localhost")
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files of a TLS server: the CA clients trust, its certificate chain and key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    def server_args(self, port: int) -> list[str]:
+        """redis-server flags: TLS on ``port``; clients need no certificate of their own."""
+        return [
+            "--tls-port", str(port),
+            "--tls-cert-file", str(self.cert),
+            "--tls-key-file", str(self.key),
+            "--tls-ca-cert-file", str(self.ca),
+            "--tls-auth-clients", "no",
+        ]  # fmt: skip
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """What a redis-py client of a ``rediss://`` URL needs to verify the server."""
+        return {"ssl_ca_certs": str(self.ca)}
+
+
+def make_tls_files(
+    directory: Path, hostnames: Sequence[str] = TLS_HOSTNAMES, name: str = "tls"
+) -> TlsFiles:
+    """A fresh ``trustme`` CA and a server certificate it signs for ``hostnames``, written
+    to ``directory/<name>-{ca,server,server-key}.pem`` (the key readable by its owner only).
+    """
+    import trustme
+
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA()
+    issued = ca.issue_cert(*hostnames)
+    files = TlsFiles(
+        ca=directory / f"{name}-ca.pem",
+        cert=directory / f"{name}-server.pem",
+        key=directory / f"{name}-server-key.pem",
+    )
+    ca.cert_pem.write_to_path(str(files.ca))
+    files.cert.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+    files.key.touch()
+    files.key.chmod(0o600)
+    issued.private_key_pem.write_to_path(str(files.key))
+    return files
+
+
+def build_tls(launch: _Launch) -> Deployment:
+    """Distribution Redis 7.0 on a TLS-only port, with a CA and certificate made at start.
+
+    Clients must verify the server against the CA file in ``client_kwargs``
+    (``ssl_ca_certs``); the certificate names 127.0.0.1 and localhost.
+    """
+    binary = _require(binaries.plain_redis_server(), "tls")
+    tls = make_tls_files(launch.workdir)
+    (port,) = free_ports(1)
+    node = launch.server(binary, "server", port, "primary", modules=False, tls=tls)
+    kwargs = tls.client_kwargs()
+    wait_pingable([node], launch.procs, client_kwargs=tls_client_kwargs(node, kwargs))
+    return Deployment(
+        "tls",
+        launch.workdir.name,
+        str(launch.workdir),
+        node.url,
+        launch.nodes,
+        client_kwargs=kwargs,
+    )
 
 
 # ------------------------------------------------------------------------------ cluster
@@ -478,6 +570,7 @@ BUILDERS: dict[str, Callable[[_Launch], Deployment]] = {
     "cluster": build_cluster,
     "sentinel": build_sentinel,
     "proxy": build_proxy,
+    "tls": build_tls,
 }
 
 

@@ -32,6 +32,7 @@ from redis.exceptions import (
     AskError,
     ClusterError,
     ConnectionError,
+    NoPermissionError,
     ReadOnlyError,
     RedisClusterException,
     ResponseError,
@@ -566,8 +567,16 @@ class Operations:
         try:
             yield one(search.create_command(self.layout, name))
         except ResponseError as exc:
-            if "already exists" not in str(exc).lower():
+            if "already exists" in str(exc).lower():
+                return
+            if not isinstance(exc, NoPermissionError):
                 raise
+            # a least-privilege user may be denied FT.CREATE where an administrator
+            # made the index beforehand: use it if it is there, else say why not
+            try:
+                yield one(Command.routed(name, "FT.INFO", name))
+            except ResponseError:
+                raise exc from None
             return
         while True:  # a new index over existing keys: wait until it has read them
             (info,) = yield one(Command.routed(name, "FT.INFO", name))
