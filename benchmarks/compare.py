@@ -185,12 +185,106 @@ def op_counts(name: str, saver: Any, thread: str) -> dict[tuple[str, str], tuple
     }
 
 
-def used_memory(url: str) -> int:
+def key_memory(url: str) -> dict[bytes, int]:
+    """MEMORY USAGE of every key: the delta over a run is what the run stored (a
+    used_memory delta is blurred by allocator caches and the reference's indexes)."""
     c = redis.Redis.from_url(url)
     try:
-        return int(c.info("memory")["used_memory"])
+        return {k: int(c.memory_usage(k) or 0) for k in c.scan_iter(count=1000)}
     finally:
         c.close()
+
+
+def bare_limit(url: str, saver: Any, thread: str) -> dict[str, float]:
+    """Our exact packets for a put + put_writes and a get_tuple, replayed by a plain
+    connection with nothing else around them: what the network and server allow."""
+    cfg: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    step = STEPS[-1]
+    stored = saver.put(cfg, step.checkpoint, step.metadata, step.new_versions)
+    SENT.clear()
+    saver.put(cfg, step.checkpoint, step.metadata, step.new_versions)
+    saver.put_writes(stored, [("m", 1)], "t")
+    pair = list(SENT)
+    SENT.clear()
+    saver.get_tuple(cfg)
+    get = list(SENT)
+    conn = redis.Redis.from_url(url).connection_pool.get_connection()
+    rates = {}
+    for name, packets in (("put+writes", pair), ("get latest", get)):
+        began = time.perf_counter()
+        for _ in range(500):
+            for packet in packets:
+                conn.send_packed_command([packet])
+                for _ in range(commands(packet)):
+                    conn.read_response()
+        rates[name] = 500 / (time.perf_counter() - began)
+    conn.disconnect()
+    return rates
+
+
+def growth(url: str) -> list[tuple[int, dict[str, float]]]:
+    """p50 latency (ms) on threads that already hold 10, 1,000 and 10,000 checkpoints."""
+    rows = []
+    with RedisClusterSaver.from_conn_string(url, key_prefix="growth") as saver:
+        for size in (10, 1000, 10_000):
+            thread = f"growth-{size}"
+            cfg: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+            for i in range(size):
+                s = STEPS[i % 20]  # short histories: the point is the number of checkpoints
+                cp = dict(s.checkpoint, id=f"{i:08d}-{uuid.uuid4().hex[:8]}")
+                cfg = saver.put(cfg, cp, s.metadata, s.new_versions)  # type: ignore[arg-type]
+            lat: dict[str, list[float]] = {"get latest": [], "put+writes": [], "list 10": []}
+            latest: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+            for i in range(200):
+                t = time.perf_counter()
+                saver.get_tuple(latest)
+                lat["get latest"].append(time.perf_counter() - t)
+                s = STEPS[i % 20]
+                cp = dict(s.checkpoint, id=f"{size + i:08d}-{uuid.uuid4().hex[:8]}")
+                t = time.perf_counter()
+                cfg = saver.put(cfg, cp, s.metadata, s.new_versions)  # type: ignore[arg-type]
+                saver.put_writes(cfg, [("m", i)], "t")
+                lat["put+writes"].append(time.perf_counter() - t)
+                t = time.perf_counter()
+                list(saver.list(latest, limit=10))
+                lat["list 10"].append(time.perf_counter() - t)
+            rows.append((size, {k: statistics.median(v) * 1000 for k, v in lat.items()}))
+    return rows
+
+
+def cluster_spread(threads: int = 32, steps: int = 50) -> tuple[dict[str, int], float]:
+    """Commands each primary served while 32 threads ran concurrently (async saver)."""
+    dep = start("cluster", owner_pid=os.getpid())
+    try:
+
+        def calls(node: Any) -> int:
+            c = redis.Redis(host=node.host, port=node.port)
+            try:
+                return sum(int(v["calls"]) for v in c.info("commandstats").values())
+            finally:
+                c.close()
+
+        before = {p.name: calls(p) for p in dep.primaries}
+
+        async def run() -> float:
+            async with AsyncRedisClusterSaver.from_conn_string(dep.url, key_prefix="spread") as s:
+
+                async def one(t: int) -> None:
+                    cfg: Any = {"configurable": {"thread_id": f"thread-{t}", "checkpoint_ns": ""}}
+                    for i in range(steps):
+                        st = STEPS[i]
+                        cfg = await s.aput(cfg, st.checkpoint, st.metadata, st.new_versions)
+                        await s.aput_writes(cfg, [("m", i)], "t")
+                        await s.aget_tuple(cfg)
+
+                began = time.perf_counter()
+                await asyncio.gather(*(one(t) for t in range(threads)))
+                return threads * steps / (time.perf_counter() - began)
+
+        rate = asyncio.run(run())
+        return {p.name: calls(p) - before[p.name] for p in dep.primaries}, rate
+    finally:
+        stop(dep)
 
 
 def main() -> None:
@@ -213,13 +307,15 @@ def main() -> None:
         with counting():
             for r in range(args.rounds):
                 for name, saver in savers_sync.items():
-                    before = used_memory(url)
+                    before = key_memory(url) if r == 0 else {}
                     thread = f"{name}-sync-{r}-{uuid.uuid4().hex[:6]}"
                     results.setdefault((name, "sync"), []).append(
                         run_sync(saver, thread, args.steps)
                     )
                     if r == 0:
-                        memory[name] = (used_memory(url) - before) / args.steps
+                        after = key_memory(url)
+                        stored_bytes = sum(v for k, v in after.items() if k not in before)
+                        memory[name] = stored_bytes / args.steps
                         counts.update(op_counts(name, saver, thread))
 
             async def async_rounds() -> None:
@@ -236,8 +332,11 @@ def main() -> None:
                 await ours.aclose()
 
             asyncio.run(async_rounds())
+            bare = bare_limit(url, ours_sync, "bare")
+        grown = growth(url)
     finally:
         stop(dep)
+    spread, spread_rate = cluster_spread()
     print(
         f"\n{args.steps}-step thread, {args.rounds} rounds interleaved; "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
@@ -267,6 +366,23 @@ def main() -> None:
     print(
         f"\nserver memory per checkpoint: ours {memory['ours']:.0f} B, reference "
         f"{memory['reference']:.0f} B, ratio {memory['ours'] / memory['reference']:.2f}"
+    )
+    print("\n| operation | bare client ops/s (our packets) | ours sync ops/s | ours / bare |")
+    print("|---|---|---|---|")
+    for op, limit in bare.items():
+        ours = statistics.median(len(r[op]) / sum(r[op]) for r in results[("ours", "sync")])
+        print(f"| {op} | {limit:.0f} | {ours:.0f} | {ours / limit:.0%} |")
+    print("\n| checkpoints in thread | get latest p50 ms | put+writes p50 ms | list 10 p50 ms |")
+    print("|---|---|---|---|")
+    for size, lat in grown:
+        print(
+            f"| {size} | {lat['get latest']:.2f} | {lat['put+writes']:.2f} | {lat['list 10']:.2f} |"
+        )
+    total = sum(spread.values())
+    shares = ", ".join(f"{k} {v} ({v / total:.0%})" for k, v in spread.items())
+    print(
+        f"\ncluster, 32 concurrent threads (async saver): {spread_rate:.0f} steps/s; "
+        f"commands per primary: {shares}"
     )
 
 
