@@ -7,6 +7,7 @@ or JSON module is involved. Records of several parts use a length-prefixed frame
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -55,9 +56,13 @@ def _reject(value: Any) -> Any:
 
 
 def _canonical(value: Any) -> Any:
-    """Integral floats compare equal to ints in Python, so they must store the same."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
+    """Integral floats compare equal to ints in Python, so they must store the same.
+    NaN and infinities have no JSON form (orjson would write null): refused."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TypeError(f"{value!r} has no JSON form")
+        if value.is_integer() and abs(value) < 2**53:
+            return int(value)
     if isinstance(value, dict):
         return {k: _canonical(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -80,9 +85,14 @@ def dump_metadata(metadata: Mapping[str, Any]) -> dict[str, bytes]:
         if not isinstance(key, str):
             raise TypeError(f"metadata keys must be strings, got {key!r}")
         try:
+            key.encode("utf-8")
             fields[METADATA_FIELD + key] = dump_json(value)
+        except UnicodeEncodeError:
+            raise ValueError(f"metadata key {key!r:.80} is not valid Unicode text") from None
+        except RecursionError:
+            raise ValueError(f"metadata[{key!r:.80}] is nested too deeply") from None
         except (TypeError, orjson.JSONEncodeError) as exc:
-            raise ValueError(f"metadata[{key!r}] is not JSON-serialisable: {exc}") from None
+            raise ValueError(f"metadata[{key!r:.80}] is not JSON-serialisable: {exc}") from None
     return fields
 
 

@@ -24,6 +24,7 @@ WRITES = "w:"
 REGISTRY = "r:"
 BLOBS = "b:"
 NAMESPACES = "ns:"
+WRITE_KEYS = "wk:"
 DIRECTORY_BUCKETS = 16
 
 
@@ -107,6 +108,12 @@ class ThreadKeys:
         """Set of the thread's raw namespace names."""
         return self._key(NAMESPACES)
 
+    @property
+    def write_keys(self) -> str:
+        """Set of the thread's writes-hash keys, so deleting a thread also finds writes
+        stored for a checkpoint that was never put."""
+        return self._key(WRITE_KEYS)
+
     def registry(self, ns: str) -> str:
         """Sorted set (all scores 0, ordered by id) of the namespace's checkpoint ids."""
         return self._key(REGISTRY, ":" + escape(ns))
@@ -179,6 +186,7 @@ local function key(B, kind, rest)
   return string.sub(B, 1, i - 1) .. ':' .. kind .. string.sub(B, i + 1) .. rest
 end
 local function k_ns(B) return key(B, '{NAMESPACES}', '') end
+local function k_wk(B) return key(B, '{WRITE_KEYS}', '') end
 local function k_reg(B, ne) return key(B, '{REGISTRY}', ':' .. ne) end
 local function k_blobs(B, ne) return key(B, '{BLOBS}', ':' .. ne) end
 local function k_cp(B, ne, id) return key(B, '{CHECKPOINT}', ':' .. ne .. ':' .. esc(id)) end

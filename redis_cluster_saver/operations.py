@@ -7,6 +7,7 @@ with nothing written.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -417,7 +418,13 @@ class Operations:
         if not isinstance(checkpoint, Mapping):
             raise TypeError(f"checkpoint must be a mapping, not {type(checkpoint).__name__}")
         cid = validation.text(checkpoint.get("id"), "checkpoint['id']")
+        if not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
         body: dict[str, Any] = dict(checkpoint)
+        for channel, version in {**body.get("channel_versions", {}), **new_versions}.items():
+            validation.text(channel, "channel name")
+            if isinstance(version, str):
+                validation.text(version, f"version of channel {channel!r:.80}")
         values = body.pop("channel_values", None) or {}
         blobs: dict[str, bytes] = {}
         for channel, version in new_versions.items():
@@ -444,9 +451,9 @@ class Operations:
         for name in ("source", "run_id"):
             if isinstance(md.get(name), str):
                 fields[name] = cast(str, md.get(name))
-        step = md.get("step")
-        if isinstance(step, int) and not isinstance(step, bool):
-            fields["step"] = step
+        step = md.get("step")  # indexed as a number; 2.0 must match a filter on 2
+        if isinstance(step, (int, float)) and not isinstance(step, bool) and math.isfinite(step):
+            fields["step"] = int(step) if float(step).is_integer() else step
         keys = self.layout.thread(thread_id)
         calls: list[Call] = []
         if blobs:
@@ -490,8 +497,8 @@ class Operations:
                 calls.append(Command.of("HSETNX", key, write_field(task_id, i), frame))
         if overwrite:
             calls.append(Command(("HSET", key, *_flatten(overwrite))))
-        if calls:
-            yield from self._write(keys, calls)
+        if calls:  # listed first: a cleanup must find every writes hash there is
+            yield from self._write(keys, [Command.of("SADD", keys.write_keys, key), *calls])
 
     # ---- reads -----------------------------------------------------------------
 

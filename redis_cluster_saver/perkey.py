@@ -147,6 +147,9 @@ def touch(call: ScriptCall) -> Plan[int]:
             Command.of("PEXPIRE", keys.registry(ns), ttl),
             Command.of("PEXPIRE", keys.blobs(ns), ttl),
         ]
+    (written,) = yield one(Command.of("SMEMBERS", keys.write_keys))
+    calls += [Command.of("PEXPIRE", _s(w), ttl) for w in written]
+    calls.append(Command.of("PEXPIRE", keys.write_keys, ttl))
     yield RoundTrip((*calls, Command.of("PEXPIRE", keys.namespaces, ttl)))
     return 1
 
@@ -154,7 +157,8 @@ def touch(call: ScriptCall) -> Plan[int]:
 def _drop(keys: ThreadKeys, ns: str, ids: Sequence[str]) -> Plan[None]:
     if ids:
         data = [Command.of("DEL", keys.checkpoint(ns, c), keys.writes(ns, c)) for c in ids]
-        yield RoundTrip(tuple(data))
+        listed = Command(("SREM", keys.write_keys, *(keys.writes(ns, c) for c in ids)))
+        yield RoundTrip((*data, listed))
         yield one(Command(("ZREM", keys.registry(ns), *ids)))
 
 
@@ -184,7 +188,10 @@ def delete_thread(call: ScriptCall) -> Plan[int]:
     for ns in (yield from _namespaces(keys)):
         yield from _drop(keys, ns, (yield from _ids(keys, ns)))
         yield one(Command.of("DEL", keys.registry(ns), keys.blobs(ns)))
-    yield one(Command.of("DEL", keys.namespaces))
+    (written,) = yield one(Command.of("SMEMBERS", keys.write_keys))
+    for w in written:
+        yield one(Command.of("DEL", _s(w)))
+    yield one(Command.of("DEL", keys.namespaces, keys.write_keys))
     return 0
 
 

@@ -79,6 +79,8 @@ local function touch(B, ttl)
     redis.call('PEXPIRE', reg, ttl)
     redis.call('PEXPIRE', k_blobs(B, ne), ttl)
   end
+  for _, wk in ipairs(redis.call('SMEMBERS', k_wk(B))) do redis.call('PEXPIRE', wk, ttl) end
+  redis.call('PEXPIRE', k_wk(B), ttl)
   redis.call('PEXPIRE', nsk, ttl)
 end
 
@@ -99,6 +101,7 @@ end
 
 local function drop_checkpoint(B, ne, id)
   redis.call('DEL', k_cp(B, ne, id), k_w(B, ne, id))
+  redis.call('SREM', k_wk(B), k_w(B, ne, id))
   redis.call('ZREM', k_reg(B, ne), id)
 end
 
@@ -204,7 +207,8 @@ for _, ns in ipairs(redis.call('SMEMBERS', nsk)) do
   end
   redis.call('DEL', reg, k_blobs(B, ne))
 end
-redis.call('DEL', nsk)
+for _, wk in ipairs(redis.call('SMEMBERS', k_wk(B))) do redis.call('DEL', wk) end
+redis.call('DEL', nsk, k_wk(B))
 return 0
 """,
 )

@@ -14,6 +14,7 @@ tag separator) costs speed, never correctness.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -80,10 +81,21 @@ def names_for_slots(layout: KeyLayout, slots: Sequence[Any]) -> list[str]:
     return sorted(names)
 
 
+SORT_KEY_MAX = 512
+
+
 def sort_key(checkpoint_id: str, thread_id: str, ns: str) -> str:
     """Unique per checkpoint, and ordered as (id, thread, namespace): paging over a
-    sort with ties is unstable (a page boundary inside a tie repeats or skips)."""
-    return f"{checkpoint_id}\x01{thread_id}\x01{ns}"
+    sort with ties is unstable (a page boundary inside a tie repeats or skips).
+
+    The index drops tag values that are too long, so a key over SORT_KEY_MAX keeps
+    its head and ends with a digest of the whole: still unique, ordered by the head.
+    """
+    key = f"{checkpoint_id}\x01{thread_id}\x01{ns}"
+    if len(key) <= SORT_KEY_MAX:
+        return key
+    digest = hashlib.sha1(key.encode("utf-8")).hexdigest()
+    return f"{key[: SORT_KEY_MAX - 42]}\x01{digest}"
 
 
 def _is_int(value: Any) -> bool:
@@ -91,7 +103,15 @@ def _is_int(value: Any) -> bool:
 
 
 def _tag_safe(value: Any) -> bool:
-    return isinstance(value, str) and value != "" and SEPARATOR not in value
+    """Values the index holds exactly: tag indexing trims and splits, and drops long
+    values, so anything else is left to the exact check after loading."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= 128
+        and value == value.strip()
+        and value.isprintable()
+        and SEPARATOR not in value
+    )
 
 
 def expression(
@@ -102,9 +122,9 @@ def expression(
     for key in ("source", "run_id"):
         if filter and key in filter and _tag_safe(filter[key]):
             parts.append(Tag(key) == filter[key])
-    step = (filter or {}).get("step")
-    if _is_int(step) or (isinstance(step, float) and step.is_integer()):
-        parts.append(Num("step") == int(step))  # type: ignore[arg-type]
+    step: Any = (filter or {}).get("step")
+    if _is_int(step) and abs(step) < 2**53:
+        parts.append(Num("step") == step)
     if run_ids:
         parts.append(Tag("run_id") == list(run_ids))
     result: FilterExpression | None = None

@@ -79,9 +79,10 @@ def test_put_writes_never_overwrites_ordinary_writes_but_overwrites_special_ones
         ops().put_writes(config(cid="c1"), [("a", 1), ("__error__", "boom"), ("b", 2)], "task")
     )
     assert len(sent) == 1 and sent[0].atomic
-    assert names(sent[0]) == ["HSETNX", "HSETNX", "HSET"]
-    assert sent[0].calls[0].args[2] == "task:0"  # type: ignore[union-attr]
-    assert sent[0].calls[2].args[2] == "task:-1"  # type: ignore[union-attr]
+    # the writes hash is listed first, so deleting the thread always finds it
+    assert names(sent[0]) == ["SADD", "HSETNX", "HSETNX", "HSET"]
+    assert sent[0].calls[1].args[2] == "task:0"  # type: ignore[union-attr]
+    assert sent[0].calls[3].args[2] == "task:-1"  # type: ignore[union-attr]
 
 
 def test_get_tuple_is_one_script_call() -> None:

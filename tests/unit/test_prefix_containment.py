@@ -92,6 +92,8 @@ class FakeServer:
         if name == "CLUSTER":
             return [[0, 16383, [b"127.0.0.1", 7000, b"id"]]]
         if name == "SMEMBERS":
+            if key.startswith(f"{self.layout.prefix}:wk:"):  # any thread's writes list
+                return [(key.replace(":wk:", ":w:", 1) + ":x:y").encode()]
             member = self.thread if ":dir:" in key else self.ns
             return [member.encode()]
         if name in ("ZRANGEBYLEX", "ZREVRANGEBYLEX", "ZRANGE"):
