@@ -458,7 +458,9 @@ class Operations:
         calls: list[Call] = []
         if blobs:
             calls.append(Command(("HSET", keys.blobs(ns), *_flatten(blobs))))
-        cp_key = keys.checkpoint(ns, cid)
+        cp_key = validation.key_size(
+            keys.checkpoint(ns, cid), "thread_id, checkpoint_ns and checkpoint['id']"
+        )
         calls += [
             Command.of("DEL", cp_key),
             Command(("HSET", cp_key, *_flatten(fields))),
@@ -483,7 +485,9 @@ class Operations:
         validation.text(task_id, "task_id")
         validation.text(task_path, "task_path")
         keys = self.layout.thread(thread_id)
-        key = keys.writes(ns, cid)
+        key = validation.key_size(
+            keys.writes(ns, cid), "thread_id, checkpoint_ns and checkpoint_id"
+        )
         overwrite: dict[str, bytes] = {}
         calls: list[Call] = []
         for idx, (channel, value) in enumerate(writes):

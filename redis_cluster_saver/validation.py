@@ -53,3 +53,19 @@ def limit(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"limit must be an int or None, not {type(value).__name__}")
     return value
+
+
+MAX_KEY_BYTES = 48 * 1024
+"""Longest checkpoint key accepted: the search index truncates document keys near
+64 KiB (distinct checkpoints would then share one entry), so the ids that make up a
+key must stay below this, escaped and UTF-8 encoded. 10 kB ids fit easily."""
+
+
+def key_size(key: str, what: str) -> str:
+    size = len(key.encode("utf-8"))
+    if size > MAX_KEY_BYTES:
+        raise ValueError(
+            f"{what} together make a Redis key of {size} bytes; the limit is "
+            f"{MAX_KEY_BYTES} bytes (a search index cannot tell longer keys apart)"
+        )
+    return key
