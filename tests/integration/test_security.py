@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import operator
-import os
 import re
 import secrets
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -37,8 +34,8 @@ from redis_cluster_saver.keys import KeyLayout
 
 from .conftest import deployment_for, saver_options
 from .test_conformance import SyncDriven, assert_all_passed
+from .test_harness import _cli
 
-REPO = Path(__file__).resolve().parents[2]
 Saver = RedisClusterSaver | AsyncRedisClusterSaver
 
 
@@ -193,19 +190,6 @@ def test_tls_topology_is_tls_only(tls: Deployment) -> None:
     )
     with pytest.raises(redis.ConnectionError):
         plain.ping()  # no plain-text port
-
-
-def _cli(run_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, RCS_CLUSTER_RUN_DIR=str(run_dir))
-    return subprocess.run(
-        [sys.executable, "-m", "cluster", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_cli_up_tls(tmp_path: Path) -> None:
