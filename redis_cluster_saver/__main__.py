@@ -1,7 +1,8 @@
 """``redis-cluster-saver`` / ``python -m redis_cluster_saver``: look at checkpoints.
 
-Exit codes scripts can use: 0 done, 1 no such thread or checkpoint, 2 the server
-cannot be used (unreachable, refused) or the arguments are wrong.
+Exit codes scripts can use: 0 done, 1 no such thread or checkpoint (or, for
+``migrate --verify``, threads that differ), 2 the server cannot be used
+(unreachable, refused) or the arguments are wrong.
 """
 
 from __future__ import annotations
@@ -162,6 +163,29 @@ def copy(saver: RedisClusterSaver, options: argparse.Namespace) -> int:
     return 0
 
 
+def migrate(saver: RedisClusterSaver, options: argparse.Namespace) -> int:
+    """Copy every thread of langgraph-checkpoint-redis on --from into this saver."""
+    from tqdm import tqdm
+
+    from .migrate import migrate as run
+    from .migrate import reference_saver, verify
+
+    source = reference_saver(options.source)
+    report = run(source, saver, progress=lambda xs, total: tqdm(xs, total=total, unit="thread"))
+    print(
+        f"threads {report.threads}, checkpoints migrated {report.migrated}, already here "
+        f"{report.already_there}, pending writes {report.writes}"
+    )
+    if options.verify:
+        threads = sorted({t.config["configurable"]["thread_id"] for t in source.list(None)})
+        differ = verify(source, saver, threads)
+        print(f"verified {len(threads)} threads: {len(differ)} differ")
+        for thread in differ[:20]:
+            print(f"  differs: {thread}")
+        return 1 if differ else 0
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="redis-cluster-saver", description=__doc__)
     p.add_argument("--url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"))
@@ -186,6 +210,9 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("prune", help="keep the newest checkpoints of threads")
     r.add_argument("threads", nargs="+")
     r.add_argument("--keep-last", type=int, required=True)
+    m = sub.add_parser("migrate", help="copy threads of langgraph-checkpoint-redis into --url")
+    m.add_argument("--from", dest="source", required=True, help="URL the older saver uses")
+    m.add_argument("--verify", action="store_true", help="compare every thread afterwards")
     c = sub.add_parser("copy", help="copy a thread with its whole history")
     c.add_argument("source")
     c.add_argument("target")
@@ -200,6 +227,7 @@ COMMANDS = {
     "delete": delete,
     "prune": prune,
     "copy": copy,
+    "migrate": migrate,
 }
 
 
