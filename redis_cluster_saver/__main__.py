@@ -39,6 +39,7 @@ def _when(ts_ms: Any) -> str:
 
 
 def doctor(saver: RedisClusterSaver, options: argparse.Namespace) -> int:
+    """What the detector finds, as a table."""
     caps = saver.capabilities
     assert caps is not None
     rows = caps.rows()
@@ -67,6 +68,7 @@ def threads(saver: RedisClusterSaver, options: argparse.Namespace) -> int:
 
 
 def history(saver: RedisClusterSaver, options: argparse.Namespace) -> int:
+    """A thread's checkpoints, newest first, or as a tree."""
     tuples = list(saver.list({"configurable": {"thread_id": options.thread}}))
     if not tuples:
         print(f"no thread {options.thread!r}", file=sys.stderr)
@@ -119,6 +121,7 @@ def _tree(tuples: list[Any]) -> int:
 
 
 def show(saver: RedisClusterSaver, options: argparse.Namespace) -> int:
+    """A checkpoint's values, metadata and pending writes, as JSON."""
     conf: dict[str, Any] = {"thread_id": options.thread, "checkpoint_ns": options.ns}
     if options.checkpoint:
         conf["checkpoint_id"] = options.checkpoint
@@ -140,6 +143,7 @@ def show(saver: RedisClusterSaver, options: argparse.Namespace) -> int:
 
 
 def delete(saver: RedisClusterSaver, options: argparse.Namespace) -> int:
+    """Delete a thread (1 if there is none)."""
     if not list(saver.list({"configurable": {"thread_id": options.thread}}, limit=1)):
         print(f"no thread {options.thread!r}", file=sys.stderr)
         return NOT_FOUND
@@ -149,12 +153,14 @@ def delete(saver: RedisClusterSaver, options: argparse.Namespace) -> int:
 
 
 def prune(saver: RedisClusterSaver, options: argparse.Namespace) -> int:
+    """Keep the newest N checkpoints per namespace of each thread."""
     saver.prune(options.threads, keep_last=options.keep_last)
     print(f"pruned {len(options.threads)} thread(s) to their last {options.keep_last}")
     return 0
 
 
 def copy(saver: RedisClusterSaver, options: argparse.Namespace) -> int:
+    """Copy a thread with its whole history (1 if the source does not exist)."""
     if not list(saver.list({"configurable": {"thread_id": options.source}}, limit=1)):
         print(f"no thread {options.source!r}", file=sys.stderr)
         return NOT_FOUND
@@ -187,6 +193,7 @@ def migrate(saver: RedisClusterSaver, options: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    """The command line's arguments."""
     p = argparse.ArgumentParser(prog="redis-cluster-saver", description=__doc__)
     p.add_argument("--url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"))
     p.add_argument("--prefix", default="rcs", help="the savers' key prefix")
@@ -232,6 +239,7 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit code."""
     options = parser().parse_args(argv)
     if options.command == "doctor" and options.doctor_url:
         options.url = options.doctor_url

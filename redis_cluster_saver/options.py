@@ -16,7 +16,15 @@ from .operations import TTL, Durability, Operations, next_version
 
 
 class SaverBase(BaseCheckpointSaver[str]):
-    """Options, plans and versioning; the subclasses add only the I/O style."""
+    """Options, plans and versioning; the subclasses add only the I/O style.
+
+    Pass ``redis_url`` or ``redis_client`` (with ``decode_responses=False``). Options:
+    ``key_prefix``; ``ttl={"default_ttl": minutes, "refresh_on_read": bool}``;
+    ``connection_args`` for redis-py; ``cluster_mode`` to force a cluster or a single
+    endpoint; ``transactions=False`` / ``scripts=False`` to forbid MULTI or Lua;
+    ``search=False`` to never use a search index; ``durability={"replicas": n,
+    "timeout_ms": t}``; ``failover_wait`` seconds; ``serde``. README.md has details.
+    """
 
     ops: Operations
 

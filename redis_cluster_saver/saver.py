@@ -52,6 +52,7 @@ class RedisClusterSaver(SaverBase):
         self.close()
 
     def close(self) -> None:
+        """Close the connections the saver opened (a client passed in stays open)."""
         if self._owns_client:
             self.client.close()
 
@@ -64,6 +65,7 @@ class RedisClusterSaver(SaverBase):
         self.shell.run(self.ops.setup())
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """The checkpoint of ``config`` (without an id: its namespace's latest); one round trip."""
         return self._run(lambda: self.ops.get_tuple(config))
 
     def list(
@@ -74,6 +76,7 @@ class RedisClusterSaver(SaverBase):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
+        """Checkpoints newest first: of one thread (one or all namespaces), or of all threads."""
         yield from self._run(
             lambda: self.ops.list_checkpoints(config, filter=filter, before=before, limit=limit)
         )
@@ -85,6 +88,7 @@ class RedisClusterSaver(SaverBase):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
+        """Store a checkpoint and the channel values that changed, atomically, in one round trip."""
         return self._run(lambda: self.ops.put(config, checkpoint, metadata, new_versions))
 
     def put_writes(
@@ -94,15 +98,19 @@ class RedisClusterSaver(SaverBase):
         task_id: str,
         task_path: str = "",
     ) -> None:
+        """Store a task's pending writes; ordinary writes never overwrite, special ones do."""
         self._run(lambda: self.ops.put_writes(config, writes, task_id, task_path))
 
     def delete_thread(self, thread_id: str) -> None:
+        """Delete every key of a thread."""
         self._run(lambda: self.ops.delete_thread(thread_id))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints (and their writes) made by these runs, thread by thread."""
         self._run(lambda: self.ops.delete_for_runs(run_ids))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy a thread's whole history (every namespace, parent chain and writes)."""
         self._run(lambda: self.ops.copy_thread(source_thread_id, target_thread_id))
 
     def prune(
@@ -121,6 +129,7 @@ class RedisClusterSaver(SaverBase):
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
+        """Writes and seed of delta channels along the parent chain, in one round trip."""
         return self._run(lambda: self.ops.delta_channel_history(config, channels))
 
 
@@ -157,6 +166,7 @@ class AsyncRedisClusterSaver(SaverBase):
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Close the connections the saver opened (a client passed in stays open)."""
         if self._owns_client:
             await self.client.aclose()
 
@@ -169,6 +179,7 @@ class AsyncRedisClusterSaver(SaverBase):
         await self.shell.run(self.ops.setup())
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """The checkpoint of ``config`` (without an id: its namespace's latest); one round trip."""
         return await self._run(lambda: self.ops.get_tuple(config))
 
     async def alist(
@@ -179,6 +190,7 @@ class AsyncRedisClusterSaver(SaverBase):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
+        """Checkpoints newest first: of one thread (one or all namespaces), or of all threads."""
         for item in await self._run(
             lambda: self.ops.list_checkpoints(config, filter=filter, before=before, limit=limit)
         ):
@@ -191,6 +203,7 @@ class AsyncRedisClusterSaver(SaverBase):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
+        """Store a checkpoint and the channel values that changed, atomically, in one round trip."""
         return await self._run(lambda: self.ops.put(config, checkpoint, metadata, new_versions))
 
     async def aput_writes(
@@ -200,15 +213,19 @@ class AsyncRedisClusterSaver(SaverBase):
         task_id: str,
         task_path: str = "",
     ) -> None:
+        """Store a task's pending writes; ordinary writes never overwrite, special ones do."""
         await self._run(lambda: self.ops.put_writes(config, writes, task_id, task_path))
 
     async def adelete_thread(self, thread_id: str) -> None:
+        """Delete every key of a thread."""
         await self._run(lambda: self.ops.delete_thread(thread_id))
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints (and their writes) made by these runs, thread by thread."""
         await self._run(lambda: self.ops.delete_for_runs(run_ids))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy a thread's whole history (every namespace, parent chain and writes)."""
         await self._run(lambda: self.ops.copy_thread(source_thread_id, target_thread_id))
 
     async def aprune(
@@ -227,4 +244,5 @@ class AsyncRedisClusterSaver(SaverBase):
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
+        """Writes and seed of delta channels along the parent chain, in one round trip."""
         return await self._run(lambda: self.ops.delta_channel_history(config, channels))
