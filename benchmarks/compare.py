@@ -190,7 +190,7 @@ def key_memory(url: str) -> dict[bytes, int]:
     used_memory delta is blurred by allocator caches and the reference's indexes)."""
     c = redis.Redis.from_url(url)
     try:
-        return {k: int(c.memory_usage(k) or 0) for k in c.scan_iter(count=1000)}
+        return {k: int(c.memory_usage(k, samples=0) or 0) for k in c.scan_iter(count=1000)}
     finally:
         c.close()
 
