@@ -27,7 +27,16 @@ from .keys import KeyLayout
 logger = logging.getLogger("redis_cluster_saver")
 
 PING_SCRIPT = LuaScript("ping", "return redis.call('EXISTS', KEYS[1]) + 1")
-REFUSALS = ("multi", "exec", "eval", "script", "not allowed", "unknown command", "noperm")
+REFUSALS = (
+    "multi",
+    "exec",
+    "eval",
+    "script",
+    "not allowed",
+    "unknown command",
+    "noperm",
+    "crossslot",
+)
 
 
 @dataclass
@@ -77,13 +86,10 @@ class Capabilities:
 
 
 def is_refusal(exc: BaseException) -> bool:
-    """A proxy or ACL saying no (as opposed to a failure of the command itself)."""
-    if isinstance(exc, (ConnectionError, TimeoutError)):
-        return True
+    """A proxy or ACL saying no (as opposed to a failure of the command itself).
+    A closed connection may be a refusal too; callers tell it from a failover."""
     text = str(exc).lower()
-    return isinstance(exc, ResponseError) and (
-        any(word in text for word in REFUSALS) or "crossslot" in text
-    )
+    return isinstance(exc, ResponseError) and any(word in text for word in REFUSALS)
 
 
 def _info(reply: Any) -> Mapping[str, Any]:

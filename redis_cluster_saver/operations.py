@@ -427,8 +427,7 @@ class Operations:
                 validation.text(version, f"version of channel {channel!r:.80}")
         values = body.pop("channel_values", None) or {}
         blobs: dict[str, bytes] = {}
-        for channel, version in new_versions.items():
-            validation.text(channel, "channel name")
+        for channel, version in new_versions.items():  # names checked above
             if channel in values:
                 blobs[blob_field(channel, version)] = _dumps(
                     self.serde, values[channel], f"channel {channel!r}"
