@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio
@@ -93,12 +94,16 @@ class Shell:
         else:
             pipe.execute_command("EVAL", *_eval_args(call))
 
-    def pipeline(self, trip: RoundTrip) -> Any:
-        multi = trip.atomic and self.mode.execution is Execution.TRANSACTION
-        pipe = self.client.pipeline(transaction=multi or trip.force_multi)
-        for call in trip.calls:
+    def queued(self, client: Any, calls: Sequence[Call], transaction: bool = False) -> Any:
+        """A pipeline of ``client`` holding ``calls``, ready to execute."""
+        pipe = client.pipeline(transaction=transaction)
+        for call in calls:
             self.queue(pipe, call)
         return pipe
+
+    def pipeline(self, trip: RoundTrip) -> Any:
+        multi = trip.atomic and self.mode.execution is Execution.TRANSACTION
+        return self.queued(self.client, trip.calls, multi or trip.force_multi)
 
     script_writes = False
     """Send atomic trips as one script even where MULTI works (see AsyncShell)."""
@@ -158,9 +163,7 @@ class SyncShell(Shell):
             return []
         if trip.wait is not None:
             key, calls = self.durable_calls(trip)
-            pipe = self.node_client(key).pipeline(transaction=False)
-            for c in calls:
-                self.queue(pipe, c)
+            pipe = self.queued(self.node_client(key), calls)
             try:
                 return list(pipe.execute())
             except (MovedError, ConnectionError):
@@ -221,9 +224,7 @@ class AsyncShell(Shell):
             return []
         if trip.wait is not None:
             key, calls = self.durable_calls(trip)
-            pipe = (await self.node_client(key)).pipeline(transaction=False)
-            for c in calls:
-                self.queue(pipe, c)
+            pipe = self.queued(await self.node_client(key), calls)
             try:
                 return list(await pipe.execute())
             except (MovedError, ConnectionError):
