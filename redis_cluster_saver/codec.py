@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
+import ormsgpack
 
 _LEN = struct.Struct(">I")
 _JSON_OPTS = (
@@ -41,14 +42,19 @@ def pack(parts: Iterable[str | bytes]) -> bytes:
 def unpack(frame: bytes) -> list[bytes]:
     """Inverse of :func:`pack`."""
     parts: list[bytes] = []
-    view = memoryview(frame)
-    pos = 0
-    while pos < len(view):
-        (size,) = _LEN.unpack_from(view, pos)
-        pos += 4
-        parts.append(bytes(view[pos : pos + size]))
-        pos += size
+    size_at = _LEN.unpack_from
+    pos, end = 0, len(frame)
+    while pos < end:
+        start = pos + 4
+        pos = start + size_at(frame, pos)[0]
+        parts.append(frame[start:pos])
     return parts
+
+
+def reply(raw: Any) -> Any:
+    """A read script's reply: one msgpack string (parsed in C, where hundreds of
+    nested RESP replies would be parsed in Python), or the per-key plans' lists."""
+    return ormsgpack.unpackb(raw) if isinstance(raw, bytes) else raw
 
 
 def _reject(value: Any) -> Any:

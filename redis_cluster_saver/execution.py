@@ -132,6 +132,18 @@ class Shell:
         body: list[Call] = list(trip.calls) if per_key else [as_script(trip)]
         return key, [*body, Command.of("WAIT", replicas, timeout)]
 
+    def durable_replies(self, replies: list[Any]) -> list[Any]:
+        """One reply per call of the trip, then WAIT's."""
+        if self.mode.execution is Execution.PER_KEY:
+            return replies
+        return [*replies[0], replies[1]]
+
+    @staticmethod
+    def per_call(trip: RoundTrip, reply: Any) -> list[Any]:
+        """One reply per call of the trip: a trip of several calls went as one APPLY
+        script, which answers with the list of its commands' replies."""
+        return list(reply) if len(trip.calls) > 1 else [reply]
+
     @staticmethod
     def advance(plan: Plan[T], replies: Any, error: Exception | None) -> RoundTrip:
         return plan.throw(error) if error is not None else plan.send(replies)
@@ -165,7 +177,7 @@ class SyncShell(Shell):
             key, calls = self.durable_calls(trip)
             pipe = self.queued(self.node_client(key), calls)
             try:
-                return list(pipe.execute())
+                return self.durable_replies(list(pipe.execute()))
             except (MovedError, ConnectionError):
                 if self.cluster:  # the slot map is stale: learn it again before the retry
                     self.client.nodes_manager.initialize()
@@ -176,9 +188,10 @@ class SyncShell(Shell):
         if isinstance(call, Command):
             return [self.client.execute_command(*call.args, **self.options(call))]
         try:
-            return [self.client.execute_command("EVALSHA", *_evalsha_args(call))]
+            reply = self.client.execute_command("EVALSHA", *_evalsha_args(call))
         except NoScriptError:
-            return [self.client.execute_command("EVAL", *_eval_args(call))]
+            reply = self.client.execute_command("EVAL", *_eval_args(call))
+        return self.per_call(trip, reply)
 
 
 class AsyncShell(Shell):
@@ -226,7 +239,7 @@ class AsyncShell(Shell):
             key, calls = self.durable_calls(trip)
             pipe = self.queued(await self.node_client(key), calls)
             try:
-                return list(await pipe.execute())
+                return self.durable_replies(list(await pipe.execute()))
             except (MovedError, ConnectionError):
                 if self.cluster:  # the slot map is stale: learn it again before the retry
                     self.nodes.clear()
@@ -240,6 +253,7 @@ class AsyncShell(Shell):
                 await self.client.initialize()  # the node list is known after it
             return [await self.client.execute_command(*call.args, **self.options(call))]
         try:
-            return [await self.client.execute_command("EVALSHA", *_evalsha_args(call))]
+            reply = await self.client.execute_command("EVALSHA", *_evalsha_args(call))
         except NoScriptError:
-            return [await self.client.execute_command("EVAL", *_eval_args(call))]
+            reply = await self.client.execute_command("EVAL", *_eval_args(call))
+        return self.per_call(trip, reply)

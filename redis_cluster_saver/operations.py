@@ -41,7 +41,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from . import codec, perkey, scripts, search, validation
+from . import codec, deltas, perkey, scripts, search, validation
 from .commands import (
     Arg,
     Call,
@@ -144,9 +144,21 @@ def _dumps(serde: SerializerProtocol, value: Any, what: str) -> bytes:
     return codec.pack(_dump_typed(serde, value, what))
 
 
-def _loads(serde: SerializerProtocol, frame: bytes) -> Any:
-    type_, data = codec.unpack(frame)
-    return serde.loads_typed((type_.decode(), data))
+Frames = dict[tuple[bytes, bytes], bytes]
+"""Delta bases carried by a reply, by (namespace, field)."""
+
+
+def _bases(pairs_by_ns: Iterable[tuple[bytes, Sequence[bytes]]]) -> deltas.Resolver:
+    frames: Frames = {}
+    for ns, flat in pairs_by_ns:
+        it = iter(flat)
+        for f, v in zip(it, it, strict=True):
+            frames[(ns, f)] = v
+    return deltas.Resolver(frames)
+
+
+def _entry_bases(entries: Sequence[Sequence[Any]]) -> deltas.Resolver:
+    return _bases((e[0], e[6]) for e in entries)
 
 
 def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
@@ -193,6 +205,9 @@ class Operations:
     use_search: bool | None = None
     """Forced by the user: False never creates or queries an index."""
     durability: Durability | None = None
+    list_deltas: bool = True
+    """Store a list that grew by appending as the appended items (see deltas.py)."""
+    lists: deltas.ListBases = field(default_factory=deltas.ListBases)
 
     @property
     def execution(self) -> Execution:
@@ -293,7 +308,7 @@ class Operations:
     def _touch_call(self, keys: ThreadKeys) -> ScriptCall:
         return ScriptCall(scripts.TOUCH, (keys.namespaces,), (keys.handle, self.ttl.ms))
 
-    def _write(self, keys: ThreadKeys, calls: list[Call]) -> Plan[None]:
+    def _write(self, keys: ThreadKeys, calls: list[Call]) -> Plan[list[Any]]:
         """One atomic trip; with a TTL the renewal of the whole thread rides in it
         (where scripts are refused it follows as its own steps). In durable mode the
         trip ends with WAIT, and too few acknowledgements raise."""
@@ -307,6 +322,7 @@ class Operations:
             yield from perkey.touch(self._touch_call(keys))
         if d is not None and int(replies[-1]) < d.replicas:
             raise DurabilityError(int(replies[-1]), d.replicas, d.timeout_ms)
+        return list(replies[: len(calls)])
 
     def _scripts(self, calls: Sequence[ScriptCall]) -> Plan[list[Any]]:
         """Script calls in one trip, or, where scripts are refused, the same work
@@ -318,7 +334,11 @@ class Operations:
             replies.append((yield from perkey.PLANS[call.script.name](call)))
         return replies
 
-    def _publish(self, thread_id: str, keys: ThreadKeys, calls: list[Call]) -> Plan[None]:
+    def _reads(self, calls: Sequence[ScriptCall]) -> Plan[list[Any]]:
+        """Read-script calls in one trip, their replies unpacked."""
+        return [codec.reply(r) for r in (yield from self._scripts(calls))]
+
+    def _publish(self, thread_id: str, keys: ThreadKeys, calls: list[Call]) -> Plan[list[Any]]:
         """Send a thread's write as one atomic trip, listing the thread in the directory.
 
         On one node the directory entry joins the transaction. On a cluster it lives
@@ -327,12 +347,11 @@ class Operations:
         """
         entry = Command.of("SADD", self.layout.directory(thread_id), thread_id)
         if self.single_node:
-            yield from self._write(keys, [*calls, entry])
-            return
+            return (yield from self._write(keys, [*calls, entry]))
         if thread_id not in self.known_threads:
             yield one(entry)
             self.known_threads.add(thread_id)
-        yield from self._write(keys, calls)
+        return (yield from self._write(keys, calls))
 
     def _read_call(
         self,
@@ -367,8 +386,10 @@ class Operations:
             for task_id, channel, type_, data, _, _ in self._writes(flat)
         ]
 
-    def _tuple(self, thread_id: str, entry: Sequence[Any]) -> CheckpointTuple:
-        ns_raw, id_raw, cp_flat, w_flat, values, parent_writes = entry
+    def _tuple(
+        self, thread_id: str, entry: Sequence[Any], values_of: deltas.Resolver
+    ) -> CheckpointTuple:
+        ns_raw, id_raw, cp_flat, w_flat, values, parent_writes, _ = entry
         ns, cid = ns_raw.decode(), id_raw.decode()
         cp = codec.pairs(cp_flat)
         body = self.serde.loads_typed((cp[b"type"].decode(), cp[b"checkpoint"]))
@@ -377,7 +398,8 @@ class Operations:
         for name, frame in zip(names, values, strict=True):
             if frame is not None:
                 channel = unescape(name[: name.index(b":")].decode())
-                channel_values[channel] = _loads(self.serde, frame)
+                typed = values_of.value(ns_raw, name, frame)
+                channel_values[channel] = self.serde.loads_typed(typed)
         checkpoint = cast(Checkpoint, {**body, "channel_values": channel_values})
         parent = cp[b"parent"].decode()
         if parent_writes:
@@ -427,11 +449,19 @@ class Operations:
                 validation.text(version, f"version of channel {channel!r:.80}")
         values = body.pop("channel_values", None) or {}
         blobs: dict[str, bytes] = {}
+        lists: dict[str, tuple[str, deltas.Encoded]] = {}  # field: channel, how stored
+        compact = self.list_deltas and self.execution is not Execution.PER_KEY
         for channel, version in new_versions.items():  # names checked above
             if channel in values:
-                blobs[blob_field(channel, version)] = _dumps(
-                    self.serde, values[channel], f"channel {channel!r}"
-                )
+                f = blob_field(channel, version)
+                if not compact:
+                    blobs[f] = _dumps(self.serde, values[channel], f"channel {channel!r}")
+                    continue
+                type_, data = _dump_typed(self.serde, values[channel], f"channel {channel!r}")
+                encoded = self.lists.encode(thread_id, ns, channel, f, type_, data)
+                blobs[f] = encoded.frame
+                if encoded.written is not None:
+                    lists[f] = (channel, encoded)
         type_, data = _dump_typed(self.serde, body, "checkpoint")
         md = get_serializable_checkpoint_metadata(config, metadata)
         fields: dict[str, Arg] = {
@@ -466,8 +496,37 @@ class Operations:
             Command.of("SADD", keys.namespaces, ns),
             Command.of("ZADD", keys.registry(ns), 0, cid),
         ]
-        yield from self._publish(thread_id, keys, calls)
+        checked = [(f, e) for f, (_, e) in lists.items() if e.base is not None]
+        exists = [Command.of("HEXISTS", keys.blobs(ns), e.base or "") for _, e in checked]
+        replies = yield from self._publish(thread_id, keys, [*exists, *calls])
+        repaired = {}
+        if checked:
+            repaired = yield from self._repair(keys, ns, checked, replies[: len(checked)])
+        for f, (channel, e) in lists.items():
+            written = repaired.get(f, e.written)
+            assert written is not None
+            self.lists.remember(thread_id, ns, channel, written)
         return _config(thread_id, ns, cid)
+
+    def _repair(
+        self,
+        keys: ThreadKeys,
+        ns: str,
+        checked: Sequence[tuple[str, deltas.Encoded]],
+        present: Sequence[Any],
+    ) -> Plan[dict[str, deltas.Written]]:
+        """A delta whose base vanished (pruned or deleted by another process, or lost
+        in a failover) while this process still remembered it: store it whole. The
+        rare second trip beats a checkpoint that cannot be read back."""
+        lost = {
+            f: e.written for (f, e), there in zip(checked, present, strict=True) if not int(there)
+        }
+        if not lost:
+            return {}
+        whole = {f: w.whole() for f, w in lost.items() if w is not None}
+        frames = [x for f, (frame, _) in whole.items() for x in (f, frame)]
+        yield from self._write(keys, [Command(("HSET", keys.blobs(ns), *frames))])
+        return {f: w for f, (_, w) in whole.items()}
 
     def put_writes(
         self,
@@ -510,10 +569,10 @@ class Operations:
         ns = validation.namespace(config)
         cid = validation.checkpoint_id(config) or ""
         keys = self.layout.thread(thread_id)
-        (entries,) = yield from self._scripts(
+        (entries,) = yield from self._reads(
             [self._read_call(keys, namespaces=[ns], want=cid, limit=1)]
         )
-        return self._tuple(thread_id, entries[0]) if entries else None
+        return self._tuple(thread_id, entries[0], _entry_bases(entries)) if entries else None
 
     def list_checkpoints(
         self,
@@ -545,9 +604,11 @@ class Operations:
             before=before_id,
             filter_args=filter_args,
         )
-        (entries,) = yield from self._scripts([call])
-        entries = sorted(entries, key=lambda e: (e[1], e[0]), reverse=True)  # id, then ns
-        tuples = [self._tuple(thread_id, entry) for entry in entries]
+        (entries,) = yield from self._reads([call])
+        values_of = _entry_bases(entries)
+        entries = sorted(entries, key=lambda e: (e[1], e[0]))  # id, then ns
+        # oldest first: a delta is rebuilt on its already rebuilt base
+        tuples = [self._tuple(thread_id, entry, values_of) for entry in entries][::-1]
         if wanted:  # the 'id' read ignores filters; apply them here, on a few tuples
             tuples = [t for t in tuples if _matches(t, filter, before_id)]
         return tuples[:n]
@@ -677,9 +738,9 @@ class Operations:
             self._read_call(self.layout.thread(t), namespaces=[ns], want=cid)
             for cid, t, ns in wanted
         ]
-        replies = yield from self._scripts(calls)
+        replies = yield from self._reads(calls)
         return [
-            self._tuple(t, entries[0])
+            self._tuple(t, entries[0], _entry_bases(entries))
             for (_, t, _), entries in zip(wanted, replies, strict=True)
             if entries
         ]
@@ -710,7 +771,7 @@ class Operations:
             )
             for tid in thread_ids
         ]
-        replies = yield from self._scripts(calls)
+        replies = yield from self._reads(calls)
         found = sorted(
             (
                 (cid.decode(), tid, ns.decode())
@@ -744,14 +805,18 @@ class Operations:
         collected: dict[str, list[PendingWrite]] = {c: [] for c in channels}
         seeds: dict[str, Any] = {}
         remaining = set(channels)
-        for _, w_flat, seed_flat in ancestors:
+        ns_raw = ns.encode()
+        bases = _bases((ns_raw, a[3]) for a in ancestors)
+        for _, w_flat, seed_flat, _ in ancestors:
             for task_id, channel, type_, data, _, _ in reversed(self._writes(w_flat)):
                 if channel in remaining:
                     value = self.serde.loads_typed((type_, data))
                     collected[channel].append((task_id, channel, value))
             for ch_raw, frame in codec.pairs(seed_flat).items():
                 channel = ch_raw.decode()
-                seeds[channel] = _loads(self.serde, frame)
+                # a field name never holds a newline: this name is no base's
+                typed = bases.value(ns_raw, b"\n" + ch_raw, frame)
+                seeds[channel] = self.serde.loads_typed(typed)
                 remaining.discard(channel)
         result: dict[str, DeltaChannelHistory] = {}
         for c in channels:
@@ -778,6 +843,8 @@ class Operations:
         if not thread_ids:
             return
         calls = [make(self.layout.thread(tid)) for tid in thread_ids]
+        for tid in thread_ids:  # what is remembered may be gone
+            self.lists.forget(tid)
         left = yield from self._scripts(calls)
         gone = self._forget(tid for tid, n in zip(thread_ids, left, strict=True) if not n)
         if gone:
@@ -830,6 +897,7 @@ class Operations:
         (exported,) = yield from self._scripts(
             [ScriptCall(scripts.EXPORT, (skeys.namespaces,), (skeys.handle,))]
         )
+        self.lists.forget(dst)  # its values may be replaced
         if not exported:
             return
         calls: list[Call] = []

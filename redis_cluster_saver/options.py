@@ -23,7 +23,8 @@ class SaverBase(BaseCheckpointSaver[str]):
     ``connection_args`` for redis-py; ``cluster_mode`` to force a cluster or a single
     endpoint; ``transactions=False`` / ``scripts=False`` to forbid MULTI or Lua;
     ``search=False`` to never use a search index; ``durability={"replicas": n,
-    "timeout_ms": t}``; ``failover_wait`` seconds; ``serde``. README.md has details.
+    "timeout_ms": t}``; ``failover_wait`` seconds; ``list_deltas=False`` to store every list whole;
+    ``serde``. README.md has details.
     """
 
     ops: Operations
@@ -42,6 +43,7 @@ class SaverBase(BaseCheckpointSaver[str]):
         search: bool | None = None,
         durability: Mapping[str, Any] | None = None,
         failover_wait: float = 15.0,
+        list_deltas: bool = True,
         serde: SerializerProtocol | None = None,
     ) -> None:
         super().__init__(serde=serde)
@@ -61,6 +63,7 @@ class SaverBase(BaseCheckpointSaver[str]):
             use_search=search,
             durability=Durability.parse(durability),
             failover_wait=failover_wait,
+            list_deltas=bool(list_deltas),
         )
         self._owns_client = redis_client is None
         if redis_client is not None:

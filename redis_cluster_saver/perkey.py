@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from . import codec
+from . import codec, deltas
 from .commands import Arg, Command, Plan, RoundTrip, ScriptCall, one
 from .keys import ThreadKeys, escape
 
@@ -54,8 +54,27 @@ def _flat(mapping: Any) -> list[bytes]:
     return out
 
 
+def _bases(keys: ThreadKeys, ns: str, frames: Sequence[Any], seen: set[bytes]) -> Plan[list[bytes]]:
+    """(field, value) pairs of the delta bases ``frames`` need and ``seen`` lacks,
+    one round trip per level of the chains."""
+    out: list[bytes] = []
+    wanted = [b for f in frames if f and (b := deltas.base_of(f)) is not None]
+    for _ in range(deltas.MAX_WALK):
+        wanted = [b for b in dict.fromkeys(wanted) if b not in seen]
+        if not wanted:
+            break
+        seen.update(wanted)
+        (values,) = yield one(Command(("HMGET", keys.blobs(ns), *wanted)))
+        found = [(f, v) for f, v in zip(wanted, values) if v is not None]
+        for f, v in found:
+            out += (f, v)
+        wanted = [b for _, v in found if (b := deltas.base_of(v)) is not None]
+    return out
+
+
 def load_entries(keys: ThreadKeys, ns: str, ids: Sequence[str]) -> Plan[list[list[Any]]]:
-    """Entries shaped like the read script's: [ns, id, cp, writes, values, parent writes]."""
+    """Entries shaped like the read script's: [ns, id, cp, writes, values, parent
+    writes, delta bases]."""
     if not ids:
         return []
     calls: list[Command] = []
@@ -90,6 +109,11 @@ def load_entries(keys: ThreadKeys, ns: str, ids: Sequence[str]) -> Plan[list[lis
         entries.append(
             [ns.encode(), cid.encode(), _flat(cp), _flat(writes), values, _flat(parent_writes)]
         )
+    if entries:  # the client looks bases up across the entries of a reply
+        frames = [v for e in entries for v in e[4]]
+        entries[0].append((yield from _bases(keys, ns, frames, set())))
+        for entry in entries[1:]:
+            entry.append([])
     return entries
 
 
@@ -167,6 +191,9 @@ def _settle(keys: ThreadKeys, ns: str) -> Plan[None]:
     ids = yield from _ids(keys, ns)
     lists = yield RoundTrip(tuple(Command.of("HGET", keys.checkpoint(ns, c), "blobs") for c in ids))
     used = {f for blob_list in lists if blob_list for f in _b(blob_list).split(b"\n") if f}
+    if used:  # and the delta bases of what is used
+        (values,) = yield one(Command(("HMGET", keys.blobs(ns), *used)))
+        used.update((yield from _bases(keys, ns, values, set(used)))[::2])
     (fields,) = yield one(Command.of("HKEYS", keys.blobs(ns)))
     unused = [f for f in fields if f not in used]
     if unused:
@@ -285,6 +312,7 @@ def history(call: ScriptCall) -> Plan[list[list[Any]]]:
         names = [_s(f) for f in _b(blob_list).split(b"\n") if f]
         candidates = [f for f in names if f[: f.index(":") + 1] in remaining]
         seeds: list[Arg] = []
+        bases: list[bytes] = []
         if candidates:
             values = yield RoundTrip(
                 tuple(Command.of("HGET", keys.blobs(ns), f) for f in candidates)
@@ -292,7 +320,8 @@ def history(call: ScriptCall) -> Plan[list[list[Any]]]:
             for f, value in zip(candidates, values):
                 if value is not None:
                     seeds += [remaining.pop(f[: f.index(":") + 1]).encode(), value]
-        out.append([_b(cur), _flat(writes), seeds])
+            bases = yield from _bases(keys, ns, values, set())
+        out.append([_b(cur), _flat(writes), seeds, bases])
         cur = parent
     return out
 

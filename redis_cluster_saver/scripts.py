@@ -53,7 +53,29 @@ local function reader_fields(flat)
   return out
 end
 
--- {ns, id, checkpoint hash, writes hash, blob values, parent's writes (pre-v4 only)}
+-- a list value stored as a delta names its base: '+' count '\n' base '\n' items
+-- (see deltas.py); a full value starts with a zero byte
+local function delta_base(v)
+  if not v or string.byte(v, 1) ~= 43 then return nil end
+  local a = string.find(v, '\n', 1, true)
+  return string.sub(v, a + 1, string.find(v, '\n', a + 1, true) - 1)
+end
+
+-- appends to out the (field, value) pairs of the bases v needs that seen lacks
+local function add_bases(bk, v, seen, out)
+  local base, n = delta_base(v), 0
+  while base and not seen[base] and n < 64 do
+    seen[base] = true
+    v = redis.call('HGET', bk, base)
+    if not v then return end
+    out[#out + 1] = base
+    out[#out + 1] = v
+    base, n = delta_base(v), n + 1
+  end
+end
+
+-- {ns, id, checkpoint hash, writes hash, blob values, parent's writes (pre-v4 only)};
+-- finish_entries then adds the delta bases as a 7th element
 local function load_entry(B, ns, ne, id)
   local cp = redis.call('HGETALL', k_cp(B, ne, id))
   if #cp == 0 then return nil end
@@ -64,7 +86,43 @@ local function load_entry(B, ns, ne, id)
   if tonumber(hfield(cp, 'v') or '4') < 4 and parent ~= '' then
     pw = redis.call('HGETALL', k_w(B, ne, parent))
   end
-  return {ns, id, reader_fields(cp), w, vals, pw}
+  return {ns, id, reader_fields(cp), w, vals, pw, {}}
+end
+
+-- a reply as one msgpack string (arrays, bin strings, nil): parsed by the client
+-- in C, where the same data as nested RESP replies would be parsed in Python
+local function packed(v)
+  local out, n = {}, 0
+  local function put(x)
+    local t = type(x)
+    if t == 'string' then
+      out[n + 1] = struct.pack('>BI4', 0xc6, #x)
+      out[n + 2] = x
+      n = n + 2
+    elseif t == 'table' then
+      n = n + 1
+      out[n] = struct.pack('>BI4', 0xdd, #x)
+      for i = 1, #x do put(x[i]) end
+    elseif t == 'number' then
+      put(tostring(x))
+    else
+      n = n + 1
+      out[n] = '\192'
+    end
+  end
+  put(v)
+  return table.concat(out)
+end
+
+-- each base is sent once per reply (the client looks bases up across entries)
+local function finish_entries(B, out)
+  local seen = {}
+  for _, e in ipairs(out) do
+    seen[e[1]] = seen[e[1]] or {}
+    local bk = k_blobs(B, esc(e[1]))
+    for i = 1, #e[5] do add_bases(bk, e[5][i], seen[e[1]], e[7]) end
+  end
+  return out
 end
 
 local function touch(B, ttl)
@@ -88,10 +146,13 @@ end
 local function gc_blobs(B, ne)
   local reg = k_reg(B, ne)
   local bk = k_blobs(B, ne)
-  local used = {}
+  local used, bases = {}, {}
   for _, id in ipairs(redis.call('ZRANGE', reg, 0, -1)) do
     for _, f in ipairs(split(redis.call('HGET', k_cp(B, ne, id), 'blobs') or nil)) do
-      used[f] = true
+      if not used[f] then
+        used[f] = true
+        add_bases(bk, redis.call('HGET', bk, f), used, bases)
+      end
     end
   end
   for _, f in ipairs(redis.call('HKEYS', bk)) do
@@ -140,7 +201,7 @@ if mode == 'id' then
     local e = load_entry(B, ns, esc(ns), want)
     if e then out[#out + 1] = e end
   end
-  return out
+  return packed(finish_entries(B, out))
 end
 local function matches(cpk)
   for _, f in ipairs(filt) do
@@ -178,7 +239,8 @@ for _, ns in ipairs(nss) do
     upper = '(' .. ids[#ids]
   end
 end
-return out
+if mode == 'ids' then return packed(out) end
+return packed(finish_entries(B, out))
 """,
 )
 
@@ -311,8 +373,9 @@ HISTORY = LuaScript(
     _COMMON
     + r"""
 -- ARGV: handle, ns, checkpoint id ('' for latest), channels...
--- Walks the parent chain once; per ancestor returns {id, writes hash, {ch, value}...}
--- and stops when every channel has met a stored value (its seed) or at the root.
+-- Walks the parent chain once; per ancestor returns {id, writes hash, {ch, value}...,
+-- {field, value}... of delta bases} and stops when every channel has met a stored
+-- value (its seed) or at the root.
 local B, ns, id = ARGV[1], ARGV[2], ARGV[3]
 local ne = esc(ns)
 local bk = k_blobs(B, ne)
@@ -332,7 +395,7 @@ while n > 0 and cur and cur ~= '' do
   local ck = k_cp(B, ne, cur)
   local list = redis.call('HGET', ck, 'blobs')
   if not list then break end
-  local seeds = {}
+  local seeds, bases = {}, {}
   for _, f in ipairs(split(list)) do
     local head = string.sub(f, 1, string.find(f, ':', 1, true))
     local ch = remaining[head]
@@ -341,12 +404,13 @@ while n > 0 and cur and cur ~= '' do
       if v then
         seeds[#seeds + 1] = ch
         seeds[#seeds + 1] = v
+        add_bases(bk, v, {}, bases)
         remaining[head] = nil
         n = n - 1
       end
     end
   end
-  out[#out + 1] = {cur, redis.call('HGETALL', k_w(B, ne, cur)), seeds}
+  out[#out + 1] = {cur, redis.call('HGETALL', k_w(B, ne, cur)), seeds, bases}
   cur = redis.call('HGET', ck, 'parent')
 end
 return out
