@@ -27,6 +27,7 @@ from typing import Any
 
 import redis
 import redis.asyncio.connection
+import redis.cluster
 import redis.connection
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.redis import AsyncRedisSaver, RedisSaver
@@ -252,8 +253,13 @@ def growth(url: str) -> list[tuple[int, dict[str, float]]]:
     return rows
 
 
-def cluster_spread(threads: int = 32, steps: int = 50) -> tuple[dict[str, int], float]:
-    """Commands each primary served while 32 threads ran concurrently (async saver)."""
+def cluster_spread(
+    threads: int = 32, waves: int = 30, steps: int = 10
+) -> tuple[dict[str, int], float, list[int]]:
+    """Commands each primary served while 32 threads ran concurrently (async saver),
+    in waves of fresh uuid4 thread ids: one set of 32 ids splits over three primaries
+    like any 32 random draws (11/11/10 at best), so the shares of uniform ids show
+    over many sets. Also returns how the first wave's threads split."""
     dep = start("cluster", owner_pid=os.getpid())
     try:
 
@@ -265,12 +271,13 @@ def cluster_spread(threads: int = 32, steps: int = 50) -> tuple[dict[str, int], 
                 c.close()
 
         before = {p.name: calls(p) for p in dep.primaries}
+        first: list[str] = []
 
         async def run() -> float:
             async with AsyncRedisClusterSaver.from_conn_string(dep.url, key_prefix="spread") as s:
 
-                async def one(t: int) -> None:
-                    cfg: Any = {"configurable": {"thread_id": f"thread-{t}", "checkpoint_ns": ""}}
+                async def one(thread: str) -> None:
+                    cfg: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
                     for i in range(steps):
                         st = STEPS[i]
                         cfg = await s.aput(cfg, st.checkpoint, st.metadata, st.new_versions)
@@ -278,11 +285,21 @@ def cluster_spread(threads: int = 32, steps: int = 50) -> tuple[dict[str, int], 
                         await s.aget_tuple(cfg)
 
                 began = time.perf_counter()
-                await asyncio.gather(*(one(t) for t in range(threads)))
-                return threads * steps / (time.perf_counter() - began)
+                for w in range(waves):
+                    ids = [str(uuid.uuid4()) for _ in range(threads)]
+                    first.extend(ids if w == 0 else [])
+                    await asyncio.gather(*(one(t) for t in ids))
+                return waves * threads * steps / (time.perf_counter() - began)
 
         rate = asyncio.run(run())
-        return {p.name: calls(p) - before[p.name] for p in dep.primaries}, rate
+        layout = RedisClusterSaver(dep.url, key_prefix="spread").ops.layout
+        rc = redis.cluster.RedisCluster.from_url(dep.url)
+        try:
+            ports = [rc.get_node_from_key(layout.thread(t).namespaces).port for t in first]
+        finally:
+            rc.close()
+        split = [ports.count(p.port) for p in dep.primaries]
+        return {p.name: calls(p) - before[p.name] for p in dep.primaries}, rate, split
     finally:
         stop(dep)
 
@@ -336,7 +353,7 @@ def main() -> None:
         grown = growth(url)
     finally:
         stop(dep)
-    spread, spread_rate = cluster_spread()
+    spread, spread_rate, split = cluster_spread()
     print(
         f"\n{args.steps}-step thread, {args.rounds} rounds interleaved; "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
@@ -379,10 +396,12 @@ def main() -> None:
             f"| {size} | {lat['get latest']:.2f} | {lat['put+writes']:.2f} | {lat['list 10']:.2f} |"
         )
     total = sum(spread.values())
-    shares = ", ".join(f"{k} {v} ({v / total:.0%})" for k, v in spread.items())
+    shares = ", ".join(f"{k} {v} ({v / total:.1%})" for k, v in spread.items())
     print(
-        f"\ncluster, 32 concurrent threads (async saver): {spread_rate:.0f} steps/s; "
-        f"commands per primary: {shares}"
+        f"\ncluster, 32 concurrent threads (async saver), 30 waves of fresh uuid4 thread ids: "
+        f"{spread_rate:.0f} steps/s; commands per primary: {shares}; "
+        f"max/min {max(spread.values()) / min(spread.values()):.2f}; "
+        f"threads of the first wave per primary: {split}"
     )
 
 

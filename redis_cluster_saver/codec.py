@@ -12,6 +12,7 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import msgpack
 import orjson
 import ormsgpack
 
@@ -23,6 +24,8 @@ _JSON_OPTS = (
     | orjson.OPT_PASSTHROUGH_SUBCLASS
 )
 METADATA_FIELD = "m:"
+READ_FIELDS = ("checkpoint", "type", "parent", "v", "blobs", "meta")
+"""The checkpoint hash fields a reader needs, in the order reads return them."""
 
 
 def to_bytes(value: str | bytes) -> bytes:
@@ -51,10 +54,24 @@ def unpack(frame: bytes) -> list[bytes]:
     return parts
 
 
+def dump_write(
+    task_id: str, channel: str, type_: str, data: bytes, task_path: str, idx: int
+) -> bytes:
+    """One pending write as a msgpack array (read back in C, many per checkpoint)."""
+    return ormsgpack.packb((task_id, channel, type_, data, idx, task_path))
+
+
+def load_write(frame: bytes) -> tuple[str, str, str, bytes, int, str]:
+    """(task id, channel, type, data, index, task path) of :func:`dump_write`."""
+    task_id, channel, type_, data, idx, task_path = ormsgpack.unpackb(frame)
+    return task_id, channel, type_, data, idx, task_path
+
+
 def reply(raw: Any) -> Any:
     """A read script's reply: one msgpack string (parsed in C, where hundreds of
-    nested RESP replies would be parsed in Python), or the per-key plans' lists."""
-    return ormsgpack.unpackb(raw) if isinstance(raw, bytes) else raw
+    nested RESP replies would be parsed in Python), or the per-key plans' lists.
+    Lua's missing values arrive as False, the plans' as None: readers test truth."""
+    return msgpack.unpackb(raw, raw=True) if isinstance(raw, bytes) else raw
 
 
 def _reject(value: Any) -> Any:
@@ -102,10 +119,16 @@ def dump_metadata(metadata: Mapping[str, Any]) -> dict[str, bytes]:
     return fields
 
 
-def load_metadata(fields: Mapping[bytes, bytes]) -> dict[str, Any]:
-    prefix = METADATA_FIELD.encode()
-    n = len(prefix)
-    return {k[n:].decode(): orjson.loads(v) for k, v in fields.items() if k.startswith(prefix)}
+def joined_metadata(fields: Mapping[str, bytes]) -> bytes:
+    """The per-key fields of :func:`dump_metadata` as one JSON object: what readers
+    load (one field and one parse, where the per-key fields serve filters)."""
+    n = len(METADATA_FIELD)
+    return b"{" + b",".join(orjson.dumps(k[n:]) + b":" + v for k, v in fields.items()) + b"}"
+
+
+def load_metadata(joined: bytes) -> dict[str, Any]:
+    loaded: dict[str, Any] = orjson.loads(joined)
+    return loaded
 
 
 def filter_args(filter: Mapping[str, Any] | None) -> list[bytes]:

@@ -176,14 +176,27 @@ class KeyLayout:
 # Server-side twins of escape() and ThreadKeys, for scripts; built from the constants
 # above. ``B`` is ThreadKeys.handle.
 LUA_LAYOUT = f"""
+-- (new strings are the costly thing in a server's Lua: most ids need no escaping,
+-- and each handle is split once per call)
 local function esc(s)
+  if not (string.find(s, '%', 1, true) or string.find(s, '{{', 1, true)
+      or string.find(s, '}}', 1, true) or string.find(s, ':', 1, true)
+      or string.find(s, '\\n', 1, true)) then
+    return s
+  end
   return (string.gsub(s, '[%%{{}}:\\n]', function(c)
     return string.format('%%%02X', string.byte(c))
   end))
 end
+local handles = {{}}
 local function key(B, kind, rest)
-  local i = string.find(B, '\\n', 1, true)
-  return string.sub(B, 1, i - 1) .. ':' .. kind .. string.sub(B, i + 1) .. rest
+  local h = handles[B]
+  if not h then
+    local i = string.find(B, '\\n', 1, true)
+    h = {{string.sub(B, 1, i - 1) .. ':', string.sub(B, i + 1)}}
+    handles[B] = h
+  end
+  return h[1] .. kind .. h[2] .. rest
 end
 local function k_ns(B) return key(B, '{NAMESPACES}', '') end
 local function k_wk(B) return key(B, '{WRITE_KEYS}', '') end

@@ -372,11 +372,7 @@ class Operations:
 
     def _writes(self, flat: Any) -> list[tuple[str, str, str, bytes, int, str]]:
         """Decoded pending writes, in ``writes_sort_key`` order."""
-        rows = []
-        for frame in codec.pairs(flat).values():
-            task_id, channel, type_, data, task_path, idx = codec.unpack(frame)
-            row = (task_id.decode(), channel.decode(), type_.decode(), data)
-            rows.append((*row, int(idx), task_path.decode()))
+        rows = [codec.load_write(frame) for frame in codec.pairs(flat).values()]
         rows.sort(key=lambda r: writes_sort_key(r[5], r[0], r[4]))
         return rows
 
@@ -389,25 +385,25 @@ class Operations:
     def _tuple(
         self, thread_id: str, entry: Sequence[Any], values_of: deltas.Resolver
     ) -> CheckpointTuple:
-        ns_raw, id_raw, cp_flat, w_flat, values, parent_writes, _ = entry
+        ns_raw, id_raw, cp, w_flat, values, parent_writes, _ = entry
         ns, cid = ns_raw.decode(), id_raw.decode()
-        cp = codec.pairs(cp_flat)
-        body = self.serde.loads_typed((cp[b"type"].decode(), cp[b"checkpoint"]))
+        data, type_, parent_raw, _, blobs, meta = cp  # codec.READ_FIELDS
+        body = self.serde.loads_typed((type_.decode(), data))
         channel_values: dict[str, Any] = {}
-        names = cp[b"blobs"].split(b"\n") if cp[b"blobs"] else []
+        names = blobs.split(b"\n") if blobs else []
         for name, frame in zip(names, values, strict=True):
-            if frame is not None:
+            if frame:  # None or False: no value stored
                 channel = unescape(name[: name.index(b":")].decode())
                 typed = values_of.value(ns_raw, name, frame)
                 channel_values[channel] = self.serde.loads_typed(typed)
         checkpoint = cast(Checkpoint, {**body, "channel_values": channel_values})
-        parent = cp[b"parent"].decode()
+        parent = parent_raw.decode()
         if parent_writes:
             self._migrate_pending_sends(checkpoint, parent_writes)
         return CheckpointTuple(
             config=_config(thread_id, ns, cid),
             checkpoint=checkpoint,
-            metadata=cast(CheckpointMetadata, codec.load_metadata(cp)),
+            metadata=cast(CheckpointMetadata, codec.load_metadata(meta)),
             parent_config=_config(thread_id, ns, parent) if parent else None,
             pending_writes=self._pending(w_flat),
         )
@@ -476,7 +472,9 @@ class Operations:
             "sort_key": search.sort_key(cid, thread_id, ns),
             "ts": _timestamp_ms(body.get("ts")),
         }
-        fields.update(codec.dump_metadata(md))
+        per_key = codec.dump_metadata(md)
+        fields["meta"] = codec.joined_metadata(per_key)
+        fields.update(per_key)
         for name in ("source", "run_id"):
             if isinstance(md.get(name), str):
                 fields[name] = cast(str, md.get(name))
@@ -552,7 +550,7 @@ class Operations:
             validation.text(channel, "write channel")
             i = WRITES_IDX_MAP.get(channel, idx)
             type_, data = _dump_typed(self.serde, value, f"write to {channel!r}")
-            frame = codec.pack((task_id, channel, type_, data, task_path, str(i)))
+            frame = codec.dump_write(task_id, channel, type_, data, task_path, i)
             if i < 0:  # special channels keep one slot and overwrite it
                 overwrite[write_field(task_id, i)] = frame
             else:  # ordinary writes never overwrite: a retried task keeps its first result

@@ -106,14 +106,14 @@ def load_entries(keys: ThreadKeys, ns: str, ids: Sequence[str]) -> Plan[list[lis
     for (cid, cp, writes), (vi, pi) in zip(found, where):
         values = more[vi] if vi is not None else []
         parent_writes = more[pi] if pi is not None else {}
-        entries.append(
-            [ns.encode(), cid.encode(), _flat(cp), _flat(writes), values, _flat(parent_writes)]
-        )
+        fields = [cp.get(f.encode()) for f in codec.READ_FIELDS]
+        entries.append([ns.encode(), cid.encode(), fields, _flat(writes), values])
+        entries[-1] += [_flat(parent_writes), cp]  # the whole hash serves filters only
     if entries:  # the client looks bases up across the entries of a reply
         frames = [v for e in entries for v in e[4]]
-        entries[0].append((yield from _bases(keys, ns, frames, set())))
-        for entry in entries[1:]:
-            entry.append([])
+        bases = yield from _bases(keys, ns, frames, set())
+        for i, entry in enumerate(entries):
+            entry.insert(6, bases if i == 0 else [])
     return entries
 
 
@@ -138,22 +138,26 @@ def read(call: ScriptCall) -> Plan[list[list[Any]]]:
     out: list[list[Any]] = []
     for ns in namespaces:
         if mode == "id":
-            out += yield from load_entries(keys, ns, [_s(want)])
+            out += [e[:7] for e in (yield from load_entries(keys, ns, [_s(want)]))]
             continue
         upper = f"({_s(before)}" if before else "+"
-        found = 0
+        found, first = 0, len(out)
+        carried: list[bytes] = []  # delta bases, whichever entry brought them
         while limit_n == 0 or found < limit_n:
             (ids,) = yield one(
                 Command.of("ZREVRANGEBYLEX", keys.registry(ns), upper, "-", "LIMIT", 0, BATCH)
             )
             entries = yield from load_entries(keys, ns, [_s(i) for i in ids])
             for entry in entries:
-                if _matches(codec.pairs(entry[2]), filters) and (limit_n == 0 or found < limit_n):
-                    out.append(entry[:2] if mode == "ids" else entry)
+                carried += entry[6]
+                if _matches(entry[7], filters) and (limit_n == 0 or found < limit_n):
+                    out.append(entry[:2] if mode == "ids" else [*entry[:6], []])
                     found += 1
             if len(ids) < BATCH:
                 break
             upper = f"({_s(ids[-1])}"
+        if mode != "ids" and len(out) > first:
+            out[first][6] = carried
     return out
 
 

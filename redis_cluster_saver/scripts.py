@@ -9,19 +9,16 @@ locale); ordering is left to the sorted sets and to the client.
 
 from __future__ import annotations
 
+from .codec import READ_FIELDS
 from .commands import LuaScript
 from .keys import LUA_LAYOUT
 
 _COMMON = (
     LUA_LAYOUT
+    + "local READ_FIELDS = {"
+    + ", ".join(f"'{f}'" for f in READ_FIELDS)
+    + "}\n"
     + r"""
-local function hfield(flat, name)
-  for i = 1, #flat, 2 do
-    if flat[i] == name then return flat[i + 1] end
-  end
-  return nil
-end
-
 local function split(list)
   local out = {}
   if list then
@@ -37,20 +34,6 @@ local function hmget_all(key, names)
     for j = 1, #chunk do vals[#vals + 1] = chunk[j] end
   end
   return vals
-end
-
--- the checkpoint hash without its index-only fields (the reader never needs them)
-local READ_FIELDS = {checkpoint = 1, type = 1, parent = 1, v = 1, blobs = 1}
-local function reader_fields(flat)
-  local out = {}
-  for i = 1, #flat, 2 do
-    local f = flat[i]
-    if READ_FIELDS[f] or string.sub(f, 1, 2) == 'm:' then
-      out[#out + 1] = f
-      out[#out + 1] = flat[i + 1]
-    end
-  end
-  return out
 end
 
 -- a list value stored as a delta names its base: '+' count '\n' base '\n' items
@@ -74,45 +57,24 @@ local function add_bases(bk, v, seen, out)
   end
 end
 
--- {ns, id, checkpoint hash, writes hash, blob values, parent's writes (pre-v4 only)};
+-- {ns, id, checkpoint fields (codec.READ_FIELDS), writes hash, blob values, parent's
+-- writes (pre-v4 only)};
 -- finish_entries then adds the delta bases as a 7th element
 local function load_entry(B, ns, ne, id)
-  local cp = redis.call('HGETALL', k_cp(B, ne, id))
-  if #cp == 0 then return nil end
+  local cp = redis.call('HMGET', k_cp(B, ne, id), unpack(READ_FIELDS))
+  if not cp[1] then return nil end
   local w = redis.call('HGETALL', k_w(B, ne, id))
-  local vals = hmget_all(k_blobs(B, ne), split(hfield(cp, 'blobs')))
+  local vals = hmget_all(k_blobs(B, ne), split(cp[5]))
   local pw = {}
-  local parent = hfield(cp, 'parent') or ''
-  if tonumber(hfield(cp, 'v') or '4') < 4 and parent ~= '' then
-    pw = redis.call('HGETALL', k_w(B, ne, parent))
+  if tonumber(cp[4] or '4') < 4 and cp[3] ~= '' then
+    pw = redis.call('HGETALL', k_w(B, ne, cp[3]))
   end
-  return {ns, id, reader_fields(cp), w, vals, pw, {}}
+  return {ns, id, cp, w, vals, pw, {}}
 end
 
--- a reply as one msgpack string (arrays, bin strings, nil): parsed by the client
--- in C, where the same data as nested RESP replies would be parsed in Python
-local function packed(v)
-  local out, n = {}, 0
-  local function put(x)
-    local t = type(x)
-    if t == 'string' then
-      out[n + 1] = struct.pack('>BI4', 0xc6, #x)
-      out[n + 2] = x
-      n = n + 2
-    elseif t == 'table' then
-      n = n + 1
-      out[n] = struct.pack('>BI4', 0xdd, #x)
-      for i = 1, #x do put(x[i]) end
-    elseif t == 'number' then
-      put(tostring(x))
-    else
-      n = n + 1
-      out[n] = '\192'
-    end
-  end
-  put(v)
-  return table.concat(out)
-end
+-- Replies of reads go as one msgpack string (cmsgpack, in C): the client parses it
+-- in C too, where the same data as nested RESP replies would be parsed in Python.
+-- cmsgpack writes strings as msgpack str; the client reads them back as bytes.
 
 -- each base is sent once per reply (the client looks bases up across entries)
 local function finish_entries(B, out)
@@ -201,7 +163,7 @@ if mode == 'id' then
     local e = load_entry(B, ns, esc(ns), want)
     if e then out[#out + 1] = e end
   end
-  return packed(finish_entries(B, out))
+  return cmsgpack.pack(finish_entries(B, out))
 end
 local function matches(cpk)
   for _, f in ipairs(filt) do
@@ -239,8 +201,8 @@ for _, ns in ipairs(nss) do
     upper = '(' .. ids[#ids]
   end
 end
-if mode == 'ids' then return packed(out) end
-return packed(finish_entries(B, out))
+if mode == 'ids' then return cmsgpack.pack(out) end
+return cmsgpack.pack(finish_entries(B, out))
 """,
 )
 

@@ -72,16 +72,15 @@ async def test_each_async_operation_is_one_round_trip(
     config, cp, md = step(1, cp["id"])
     sent.clear()
     stored = await saver.aput(config, cp, md, {"messages": 2})
-    # on a cluster the async saver writes with one same-slot script (see AsyncShell)
-    atomic = "EVALSHA" if saver.ops.client_kind == "cluster" else "MULTI"
-    assert [commands_in(p)[0] for p in sent] == [atomic]
+    # the async saver writes with one same-slot script (see AsyncShell)
+    assert [commands_in(p)[0] for p in sent] == ["EVALSHA"]
     await saver.aget_tuple(stored)  # the server learns the script
     sent.clear()
     await saver.aput_writes(stored, [("a", 1)], "task")
     assert await saver.aget_tuple(stored) is not None
     assert len([t async for t in saver.alist(stored, limit=10)]) == 1
     writes = commands_in(sent[0])
-    assert writes[0] == atomic and len(sent) == 3, [commands_in(p) for p in sent]
+    assert writes[0] == "EVALSHA" and len(sent) == 3, [commands_in(p) for p in sent]
     assert [commands_in(p) for p in sent[1:]] == [["EVALSHA"], ["EVALSHA"]]
 
 

@@ -20,7 +20,7 @@ def test_metadata_round_trips_per_key() -> None:
     md = {"source": "loop", "step": 3, "nested": {"b": [1, "x\x00y"], "a": None}, "f": 1.5}
     fields = codec.dump_metadata(md)
     assert set(fields) == {"m:source", "m:step", "m:nested", "m:f"}
-    assert codec.load_metadata({k.encode(): v for k, v in fields.items()}) == md
+    assert codec.load_metadata(codec.joined_metadata(fields)) == md
 
 
 def test_equal_values_store_equal_bytes() -> None:
@@ -50,3 +50,11 @@ def test_pairs_accepts_flat_and_mapping_replies() -> None:
     assert codec.pairs([b"a", b"1", b"b", b"2"]) == {b"a": b"1", b"b": b"2"}
     assert codec.pairs({b"a": b"1"}) == {b"a": b"1"}
     assert codec.pairs(None) == {}
+
+
+@given(st.text(), st.text(), st.text(), st.binary(), st.text(), st.integers(-(2**31), 2**31))
+def test_pending_writes_round_trip(
+    task_id: str, channel: str, type_: str, data: bytes, path: str, idx: int
+) -> None:
+    frame = codec.dump_write(task_id, channel, type_, data, path, idx)
+    assert codec.load_write(frame) == (task_id, channel, type_, data, idx, path)

@@ -174,7 +174,7 @@ def test_shared_chains_are_rebuilt_once_per_reply() -> None:
         st.one_of(
             st.tuples(st.just("append"), st.lists(st.text(max_size=30), max_size=4)),
             st.tuples(st.just("replace"), st.lists(st.text(max_size=30), max_size=6)),
-            st.tuples(st.just("other"), st.integers()),
+            st.tuples(st.just("other"), st.integers(-(2**63), 2**63 - 1)),
         ),
         max_size=40,
     )

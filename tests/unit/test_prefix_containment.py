@@ -68,6 +68,7 @@ class FakeServer:
             b"v": b"4",
             b"blobs": self.field.encode(),
             b"run_id": b"run",
+            b"meta": b"{}",
         }
 
     def flat(self, mapping: dict[bytes, bytes]) -> list[bytes]:
@@ -103,10 +104,8 @@ class FakeServer:
             return self.checkpoint_hash() if is_cp else {}
         if name == "HMGET":
             fields = {
+                **{k.decode(): v for k, v in self.checkpoint_hash().items()},
                 "m:counters_since_delta_snapshot": orjson.dumps({self.channel: 1}),
-                "blobs": self.field.encode(),
-                "parent": b"",
-                "run_id": b"run",
             }
             return [fields.get(_s(f)) for f in args[2:]]
         if name == "HGET":
