@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio
@@ -20,6 +20,7 @@ from redis.exceptions import (
     NoScriptError,
     RedisClusterException,
     RedisError,
+    ResponseError,
 )
 
 from . import scripts
@@ -184,14 +185,113 @@ class SyncShell(Shell):
                 raise
         call = self.single(trip)
         if call is None:
+            multi = trip.atomic and self.mode.execution is Execution.TRANSACTION
+            if multi and not trip.force_multi and not self.cluster:
+                return self.transaction(trip.calls)
             return list(self.pipeline(trip).execute())
         if isinstance(call, Command):
             return [self.client.execute_command(*call.args, **self.options(call))]
+        send = self.client.execute_command if self.cluster else self.direct
         try:
-            reply = self.client.execute_command("EVALSHA", *_evalsha_args(call))
+            reply = send("EVALSHA", *_evalsha_args(call))
         except NoScriptError:
-            reply = self.client.execute_command("EVAL", *_eval_args(call))
+            reply = send("EVAL", *_eval_args(call))
         return self.per_call(trip, reply)
+
+    def direct(self, *args: Any) -> Any:
+        """One command (a script call: redis-py has no reply callback for those) on a
+        connection of a single-endpoint client, without the client's per-command
+        machinery. An error reply leaves the connection in step; anything else
+        drops it."""
+        pool = self.client.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command(_pack([args], conn))
+            return conn.read_response()
+        except ResponseError:
+            raise
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
+
+    def transaction(self, calls: Sequence[Call]) -> list[Any]:
+        """MULTI ... EXEC on one connection of a single-endpoint client: one packet,
+        read back without redis-py's pipeline machinery, which costs more than the
+        round trip itself. Every reply is read (the connection stays in step), then
+        the first error raised, as redis-py's transactions do; a connection that
+        failed mid-reply is dropped, never reused."""
+        pool = self.client.connection_pool
+        conn = pool.get_connection()
+        errors: list[ResponseError] = []
+
+        def reply() -> Any:
+            try:
+                return conn.read_response()
+            except ResponseError as exc:  # MULTI refused, a command refused, EXECABORT
+                errors.append(exc)
+                return exc
+
+        try:
+            conn.send_packed_command(_pack([("MULTI",), *map(_wire_args, calls), ("EXEC",)], conn))
+            replies = [reply() for _ in range(len(calls) + 2)][-1]
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
+        if errors:
+            raise errors[0]
+        for item in replies:
+            if isinstance(item, ResponseError):
+                raise item
+        return list(replies)
+
+
+def _wire_args(call: Call) -> tuple[Any, ...]:
+    return call.args if isinstance(call, Command) else ("EVAL", *_eval_args(call))
+
+
+def _pack(commands: list[tuple[Any, ...]], conn: Any) -> list[bytes]:
+    """The commands in RESP, in one buffer: by hiredis in C when it is installed,
+    else by :func:`resp`."""
+    if _hiredis_pack is not None:
+        return [b"".join([_hiredis_pack(c) for c in commands])]
+    return [resp(commands, conn.encoder.encoding, conn.encoder.encoding_errors)]
+
+
+def resp(commands: list[tuple[Any, ...]], encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    """RESP for commands whose arguments are str, bytes, int or float, encoded as
+    redis-py encodes them (its packer pays for generality these do not need)."""
+    out: list[bytes] = []
+    for args in commands:
+        out.append(b"*%d\r\n" % len(args))
+        for arg in args:
+            raw = (
+                arg
+                if isinstance(arg, bytes)
+                else arg.encode(encoding, errors)
+                if isinstance(arg, str)
+                else _number(arg)
+            )
+            out += (b"$%d\r\n" % len(raw), raw, b"\r\n")
+    return b"".join(out)
+
+
+def _number(arg: Any) -> bytes:
+    if isinstance(arg, bool) or not isinstance(arg, (int, float)):
+        raise TypeError(f"cannot send {type(arg).__name__} to Redis: {arg!r:.80}")
+    return repr(arg).encode()
+
+
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _found
+
+    _hiredis_pack = _found
+except ImportError:  # pragma: no cover - hiredis is an optional extra
+    _hiredis_pack = None
 
 
 class AsyncShell(Shell):
@@ -253,8 +353,24 @@ class AsyncShell(Shell):
             if self.cluster and (call.anywhere or call.route is not None):
                 await self.client.initialize()  # the node list is known after it
             return [await self.client.execute_command(*call.args, **self.options(call))]
+        send = self.client.execute_command if self.cluster else self.direct
         try:
-            reply = await self.client.execute_command("EVALSHA", *_evalsha_args(call))
+            reply = await send("EVALSHA", *_evalsha_args(call))
         except NoScriptError:
-            reply = await self.client.execute_command("EVAL", *_eval_args(call))
+            reply = await send("EVAL", *_eval_args(call))
         return self.per_call(trip, reply)
+
+    async def direct(self, *args: Any) -> Any:
+        """As SyncShell.direct; a cancelled call drops its connection too."""
+        pool = self.client.connection_pool
+        conn = await pool.get_connection()
+        try:
+            await conn.send_packed_command(_pack([args], conn))
+            return await conn.read_response()
+        except ResponseError:
+            raise
+        except BaseException:
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)

@@ -115,7 +115,7 @@ def test_a_refusal_mid_flight_switches_mode_once_and_retries(
             RedisClusterSaver.from_conn_string(standalone.url, **options) as saver,
         ):
             assert saver.ops.execution is Execution.TRANSACTION
-            admin.acl_setuser(user, commands=["-multi", "-exec"])
+            admin.acl_setuser(user, enabled=True, commands=["-multi", "-exec"])
             one_round(saver)
             one_round(saver)
             assert saver.ops.execution is Execution.SCRIPT
