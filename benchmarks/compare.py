@@ -197,40 +197,43 @@ def key_memory(url: str) -> dict[bytes, int]:
 
 
 def bare_limit(url: str, saver: Any, thread: str) -> dict[str, tuple[float, float]]:
-    """Our exact packets for a put + put_writes and a get_tuple, replayed by a plain
-    connection with nothing else around them (what the network and server allow),
-    against the saver doing the same operations; interleaved in bursts, so both
-    see the same machine. Returns (bare ops/s, ours ops/s) per operation."""
-    cfg: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
-    step = STEPS[-1]
-    stored = saver.put(cfg, step.checkpoint, step.metadata, step.new_versions)
+    """The workload's own packets replayed by a plain connection with nothing else
+    around them (what the network and server allow), against the saver doing the
+    same work: put + put_writes over the 300 steps (a fresh thread each burst) and
+    get_tuple(latest). Interleaved in bursts, so both see the same machine.
+    Returns (bare ops/s, ours ops/s) per operation."""
+    latest: Any = {"configurable": {"thread_id": f"{thread}-0", "checkpoint_ns": ""}}
+    bursts = iter(range(1_000_000))  # thread-0, written first, is the one read
 
-    def pair() -> None:
-        saver.put(cfg, step.checkpoint, step.metadata, step.new_versions)
-        saver.put_writes(stored, [("m", 1)], "t")
+    def steps() -> int:
+        cfg: Any = {"configurable": {"thread_id": f"{thread}-{next(bursts)}", "checkpoint_ns": ""}}
+        for i, s in enumerate(STEPS):
+            cfg = saver.put(cfg, s.checkpoint, s.metadata, s.new_versions)
+            saver.put_writes(cfg, [("messages", s.messages[-1]), ("plan", "p")], f"task-{i}")
+        return len(STEPS)
 
-    def get() -> None:
-        saver.get_tuple(cfg)
+    def get() -> int:
+        for _ in range(200):
+            saver.get_tuple(latest)
+        return 200
 
     conn = redis.Redis.from_url(url).connection_pool.get_connection()
     rates: dict[str, tuple[float, float]] = {}
-    for name, op in (("put+writes", pair), ("get latest", get)):
+    for name, op in (("put+writes", steps), ("get latest", get)):
         SENT.clear()
-        op()
+        count = op()
         packets = list(SENT)
         bare, ours = [], []
         for _ in range(5):
             began = time.perf_counter()
-            for _ in range(200):
-                for packet in packets:
-                    conn.send_packed_command([packet])
-                    for _ in range(commands(packet)):
-                        conn.read_response()
-            bare.append(200 / (time.perf_counter() - began))
+            for packet in packets:
+                conn.send_packed_command([packet])
+                for _ in range(commands(packet)):
+                    conn.read_response()
+            bare.append(count / (time.perf_counter() - began))
             began = time.perf_counter()
-            for _ in range(200):
-                op()
-            ours.append(200 / (time.perf_counter() - began))
+            op()
+            ours.append(count / (time.perf_counter() - began))
         rates[name] = (statistics.median(bare), statistics.median(ours))
     conn.disconnect()
     return rates

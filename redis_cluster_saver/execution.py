@@ -265,21 +265,26 @@ def resp(commands: list[tuple[Any, ...]], encoding: str = "utf-8", errors: str =
     """RESP for commands whose arguments are str, bytes, int or float, encoded as
     redis-py encodes them (its packer pays for generality these do not need)."""
     out: list[bytes] = []
+    append = out.append
     for args in commands:
-        out.append(b"*%d\r\n" % len(args))
+        append(b"*%d\r\n" % len(args))
         for arg in args:
-            raw = (
-                arg
-                if isinstance(arg, bytes)
-                else arg.encode(encoding, errors)
-                if isinstance(arg, str)
-                else _number(arg)
-            )
-            out += (b"$%d\r\n" % len(raw), raw, b"\r\n")
+            kind = type(arg)
+            if kind is bytes:
+                raw = arg
+            elif kind is str:
+                raw = arg.encode(encoding, errors)
+            else:
+                raw = _other(arg, encoding, errors)
+            append(b"$%d\r\n%b\r\n" % (len(raw), raw))
     return b"".join(out)
 
 
-def _number(arg: Any) -> bytes:
+def _other(arg: Any, encoding: str, errors: str) -> bytes:
+    if isinstance(arg, bytes):
+        return bytes(arg)
+    if isinstance(arg, str):
+        return str(arg).encode(encoding, errors)
     if isinstance(arg, bool) or not isinstance(arg, (int, float)):
         raise TypeError(f"cannot send {type(arg).__name__} to Redis: {arg!r:.80}")
     return repr(arg).encode()
