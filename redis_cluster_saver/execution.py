@@ -23,7 +23,7 @@ from redis.exceptions import (
     ResponseError,
 )
 
-from . import scripts
+from . import codec, scripts
 from .commands import Arg, Call, Command, Execution, Mode, Plan, RoundTrip, ScriptCall
 from .connection import is_cluster_client
 
@@ -137,13 +137,13 @@ class Shell:
         """One reply per call of the trip, then WAIT's."""
         if self.mode.execution is Execution.PER_KEY:
             return replies
-        return [*replies[0], replies[1]]
+        return [*codec.reply(replies[0]), replies[1]]
 
     @staticmethod
     def per_call(trip: RoundTrip, reply: Any) -> list[Any]:
         """One reply per call of the trip: a trip of several calls went as one APPLY
-        script, which answers with the list of its commands' replies."""
-        return list(reply) if len(trip.calls) > 1 else [reply]
+        script, which answers with the list of its commands' replies, packed."""
+        return list(codec.reply(reply)) if len(trip.calls) > 1 else [reply]
 
     @staticmethod
     def advance(plan: Plan[T], replies: Any, error: Exception | None) -> RoundTrip:

@@ -13,8 +13,30 @@ from .codec import READ_FIELDS
 from .commands import LuaScript
 from .keys import LUA_LAYOUT
 
-_COMMON = (
+_TOUCH = (
     LUA_LAYOUT
+    + r"""
+local function touch(B, ttl)
+  local nsk = k_ns(B)
+  for _, ns in ipairs(redis.call('SMEMBERS', nsk)) do
+    local ne = esc(ns)
+    local reg = k_reg(B, ne)
+    for _, id in ipairs(redis.call('ZRANGE', reg, 0, -1)) do
+      redis.call('PEXPIRE', k_cp(B, ne, id), ttl)
+      redis.call('PEXPIRE', k_w(B, ne, id), ttl)
+    end
+    redis.call('PEXPIRE', reg, ttl)
+    redis.call('PEXPIRE', k_blobs(B, ne), ttl)
+  end
+  for _, wk in ipairs(redis.call('SMEMBERS', k_wk(B))) do redis.call('PEXPIRE', wk, ttl) end
+  redis.call('PEXPIRE', k_wk(B), ttl)
+  redis.call('PEXPIRE', nsk, ttl)
+end
+"""
+)
+
+_COMMON = (
+    _TOUCH
     + "local READ_FIELDS = {"
     + ", ".join(f"'{f}'" for f in READ_FIELDS)
     + "}\n"
@@ -87,22 +109,6 @@ local function finish_entries(B, out)
   return out
 end
 
-local function touch(B, ttl)
-  local nsk = k_ns(B)
-  for _, ns in ipairs(redis.call('SMEMBERS', nsk)) do
-    local ne = esc(ns)
-    local reg = k_reg(B, ne)
-    for _, id in ipairs(redis.call('ZRANGE', reg, 0, -1)) do
-      redis.call('PEXPIRE', k_cp(B, ne, id), ttl)
-      redis.call('PEXPIRE', k_w(B, ne, id), ttl)
-    end
-    redis.call('PEXPIRE', reg, ttl)
-    redis.call('PEXPIRE', k_blobs(B, ne), ttl)
-  end
-  for _, wk in ipairs(redis.call('SMEMBERS', k_wk(B))) do redis.call('PEXPIRE', wk, ttl) end
-  redis.call('PEXPIRE', k_wk(B), ttl)
-  redis.call('PEXPIRE', nsk, ttl)
-end
 
 -- drop blob fields no remaining checkpoint of the namespace refers to
 local function gc_blobs(B, ne)
@@ -381,7 +387,7 @@ return out
 
 APPLY = LuaScript(
     "apply",
-    _COMMON
+    _TOUCH
     + r"""
 -- ARGV: groups of (n, command, n - 1 arguments); the pseudo command '__touch__'
 -- renews a thread's TTL. One script call = one atomic write on a same-slot thread.
@@ -397,6 +403,6 @@ while i <= #ARGV do
   end
   i = i + n + 1
 end
-return out
+return cmsgpack.pack(out)  -- one string: parsed in C by the client
 """,
 )
