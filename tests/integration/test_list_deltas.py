@@ -129,8 +129,11 @@ def test_prune_and_delete_for_runs_keep_the_bases_they_need(
         assert fields_after < fields_before / 2
 
 
-def test_a_base_deleted_under_a_writer_is_stored_again(standalone: Any) -> None:
-    options = saver_options(standalone)
+@pytest.mark.parametrize("forced", [{}, {"transactions": False}], ids=["multi", "script"])
+def test_a_base_deleted_under_a_writer_is_stored_again(
+    standalone: Any, forced: dict[str, Any]
+) -> None:
+    options = saver_options(standalone, **forced)
     with (
         RedisClusterSaver.from_conn_string(standalone.url, **options) as writer,
         RedisClusterSaver.from_conn_string(standalone.url, **options) as other,
