@@ -273,11 +273,12 @@ def growth(url: str) -> list[tuple[int, dict[str, float]]]:
 
 def cluster_spread(
     threads: int = 32, waves: int = 60, steps: int = 5
-) -> tuple[dict[str, int], float, list[int]]:
+) -> tuple[dict[str, int], float, dict[str, int], list[int]]:
     """Commands each primary served while 32 threads ran concurrently (async saver),
-    in waves of fresh uuid4 thread ids: one set of 32 ids splits over three primaries
-    like any 32 random draws (11/11/10 at best), so the shares of uniform ids show
-    over many sets. Also returns how the first wave's threads split."""
+    in waves of fresh uuid4 thread ids. Random ids split over three primaries like
+    random draws (one wave of 32: 11/11/10 at best; 1,920 ids: a few percent apart),
+    so this also returns the threads each primary owned, all waves and the first:
+    commands per owned thread show what the saver itself adds."""
     dep = start("cluster", owner_pid=os.getpid())
     try:
 
@@ -289,7 +290,7 @@ def cluster_spread(
                 c.close()
 
         before = {p.name: calls(p) for p in dep.primaries}
-        first: list[str] = []
+        everyone: list[str] = []
 
         async def run() -> float:
             async with AsyncRedisClusterSaver.from_conn_string(dep.url, key_prefix="spread") as s:
@@ -303,9 +304,9 @@ def cluster_spread(
                         await s.aget_tuple(cfg)
 
                 began = time.perf_counter()
-                for w in range(waves):
+                for _ in range(waves):
                     ids = [str(uuid.uuid4()) for _ in range(threads)]
-                    first.extend(ids if w == 0 else [])
+                    everyone.extend(ids)
                     await asyncio.gather(*(one(t) for t in ids))
                 return waves * threads * steps / (time.perf_counter() - began)
 
@@ -313,11 +314,13 @@ def cluster_spread(
         layout = RedisClusterSaver(dep.url, key_prefix="spread").ops.layout
         rc = redis.cluster.RedisCluster.from_url(dep.url)
         try:
-            ports = [rc.get_node_from_key(layout.thread(t).namespaces).port for t in first]
+            ports = [rc.get_node_from_key(layout.thread(t).namespaces).port for t in everyone]
         finally:
             rc.close()
-        split = [ports.count(p.port) for p in dep.primaries]
-        return {p.name: calls(p) - before[p.name] for p in dep.primaries}, rate, split
+        owned = {p.name: ports.count(p.port) for p in dep.primaries}
+        first = [ports[:threads].count(p.port) for p in dep.primaries]
+        served = {p.name: calls(p) - before[p.name] for p in dep.primaries}
+        return served, rate, owned, first
     finally:
         stop(dep)
 
@@ -371,7 +374,7 @@ def main() -> None:
         grown = growth(url)
     finally:
         stop(dep)
-    spread, spread_rate, split = cluster_spread()
+    spread, spread_rate, owned, split = cluster_spread()
     print(
         f"\n{args.steps}-step thread, {args.rounds} rounds interleaved; "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
@@ -414,11 +417,14 @@ def main() -> None:
         )
     total = sum(spread.values())
     shares = ", ".join(f"{k} {v} ({v / total:.1%})" for k, v in spread.items())
+    per_thread = {k: spread[k] / max(1, owned[k]) for k in spread}
     print(
         f"\ncluster, 32 concurrent threads (async saver), 60 waves of fresh uuid4 thread ids: "
         f"{spread_rate:.0f} steps/s; commands per primary: {shares}; "
-        f"max/min {max(spread.values()) / min(spread.values()):.2f}; "
-        f"threads of the first wave per primary: {split}"
+        f"max/min {max(spread.values()) / min(spread.values()):.2f}; threads each primary "
+        f"owned: {', '.join(f'{k} {v}' for k, v in owned.items())} (first wave: {split}); "
+        f"commands per owned thread: {', '.join(f'{k} {v:.1f}' for k, v in per_thread.items())}"
+        f", max/min {max(per_thread.values()) / min(per_thread.values()):.3f}"
     )
 
 
