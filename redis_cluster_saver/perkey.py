@@ -270,8 +270,10 @@ def delete_runs(call: ScriptCall) -> Plan[int]:
     for ns in (yield from _namespaces(keys)):
         ids = yield from _ids(keys, ns)
         fields = yield from _cp_fields(keys, ns, ids, "run_id")
-        yield from _drop(keys, ns, [c for c, (run,) in zip(ids, fields) if run in runs])
-        yield from _settle(keys, ns)
+        doomed = [c for c, (run,) in zip(ids, fields) if run in runs]
+        if doomed:  # most threads hold none of the runs
+            yield from _drop(keys, ns, doomed)
+            yield from _settle(keys, ns)
     return (yield from _scard(keys))
 
 

@@ -304,11 +304,15 @@ for i = 2, #ARGV do runs[ARGV[i]] = true end
 local nsk = k_ns(B)
 for _, ns in ipairs(redis.call('SMEMBERS', nsk)) do
   local ne = esc(ns)
+  local dropped = false
   for _, id in ipairs(redis.call('ZRANGE', k_reg(B, ne), 0, -1)) do
     local run = redis.call('HGET', k_cp(B, ne, id), 'run_id')
-    if run and runs[run] then drop_checkpoint(B, ne, id) end
+    if run and runs[run] then
+      drop_checkpoint(B, ne, id)
+      dropped = true
+    end
   end
-  settle(B, ns)
+  if dropped then settle(B, ns) end  -- most threads hold none of the runs
 end
 return redis.call('SCARD', nsk)
 """,
