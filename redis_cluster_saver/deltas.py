@@ -26,7 +26,7 @@ import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from . import codec
 from .errors import SaverError
@@ -149,10 +149,15 @@ class Written:
     spent: int
     """Bytes of the deltas since that full frame."""
 
+    @classmethod
+    def root(cls, field: str, data: bytes, header: int, count: int) -> tuple[bytes, Written]:
+        """A list value as a full frame, and the chain that starts at it."""
+        frame = codec.pack(("msgpack", data))
+        return frame, cls(field, data, header, count, frozenset((field,)), len(frame), 0)
+
     def whole(self) -> tuple[bytes, Written]:
         """This value as a full frame, and what writing it makes the new root."""
-        frame = codec.pack(("msgpack", self.data))
-        return frame, replace(self, chain=frozenset((self.field,)), snapshot=len(frame), spent=0)
+        return Written.root(self.field, self.data, self.header, self.count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,30 +183,33 @@ class ListBases:
     def encode(
         self, thread_id: str, ns: str, channel: str, field: str, type_: str, data: bytes
     ) -> Encoded:
-        full = codec.pack((type_, data))
+        """How to store ``data``: a delta against what this process wrote last for the
+        same (thread, namespace, channel) where that is allowed, else a full frame
+        (built only then: the frame copies the whole value)."""
         head = array_header(data) if type_ == "msgpack" else None
         if head is None:
-            return Encoded(full, None, None)
+            return Encoded(codec.pack((type_, data)), None, None)
         count, header = head
-        fresh = Written(field, data, header, count, frozenset((field,)), len(full), 0)
         with self._lock:
             prev = self._threads.get(thread_id, {}).get((ns, channel))
-        if prev is None or len(prev.chain) > MAX_DEPTH or field in prev.chain or count < prev.count:
-            return Encoded(full, fresh, None)
-        size = len(data) - header
-        known = len(prev.data) - prev.header
-        if size < known or data[header : header + known] != prev.data[prev.header :]:
-            return Encoded(full, fresh, None)
-        frame = b"".join(
-            (MARK, str(count - prev.count).encode(), b"\n", prev.field.encode(), b"\n",
-             data[header + known :])
-        )  # fmt: skip
-        if prev.spent + len(frame) > prev.snapshot // 2:
-            return Encoded(full, fresh, None)
-        chained = Written(
-            field, data, header, count, prev.chain | {field}, prev.snapshot, prev.spent + len(frame)
-        )
-        return Encoded(frame, chained, prev.field)
+        if (
+            prev is not None
+            and len(prev.chain) <= MAX_DEPTH
+            and field not in prev.chain
+            and count >= prev.count
+            and data.startswith(memoryview(prev.data)[prev.header :], header)  # no copies
+        ):
+            known = len(prev.data) - prev.header
+            frame = b"".join(
+                (MARK, str(count - prev.count).encode(), b"\n", prev.field.encode(), b"\n",
+                 data[header + known :])
+            )  # fmt: skip
+            spent = prev.spent + len(frame)
+            if spent <= prev.snapshot // 2:
+                chain = prev.chain | {field}
+                written = Written(field, data, header, count, chain, prev.snapshot, spent)
+                return Encoded(frame, written, prev.field)
+        return Encoded(*Written.root(field, data, header, count), None)
 
     def remember(self, thread_id: str, ns: str, channel: str, written: Written) -> None:
         with self._lock:

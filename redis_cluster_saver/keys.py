@@ -175,16 +175,20 @@ class KeyLayout:
 
 # Server-side twins of escape() and ThreadKeys, for scripts; built from the constants
 # above. ``B`` is ThreadKeys.handle.
+_LUA_CHARS = {c: "\\n" if c == "\n" else c for c in ESCAPED}  # as Lua string literals
+_LUA_NEEDS_ESCAPE = "\n      or ".join(
+    f"string.find(s, '{c}', 1, true)" for c in _LUA_CHARS.values()
+)
+_LUA_CLASS = "".join("%%" if c == "%" else c for c in _LUA_CHARS.values())
 LUA_LAYOUT = f"""
 -- (new strings are the costly thing in a server's Lua: most ids need no escaping,
--- and each handle is split once per call)
+-- found by plain searches, which are cheaper than a pattern; each handle is split
+-- once per call)
 local function esc(s)
-  if not (string.find(s, '%', 1, true) or string.find(s, '{{', 1, true)
-      or string.find(s, '}}', 1, true) or string.find(s, ':', 1, true)
-      or string.find(s, '\\n', 1, true)) then
+  if not ({_LUA_NEEDS_ESCAPE}) then
     return s
   end
-  return (string.gsub(s, '[%%{{}}:\\n]', function(c)
+  return (string.gsub(s, '[{_LUA_CLASS}]', function(c)
     return string.format('%%%02X', string.byte(c))
   end))
 end

@@ -148,7 +148,7 @@ Frames = dict[tuple[bytes, bytes], bytes]
 """Delta bases carried by a reply, by (namespace, field)."""
 
 
-def _bases(pairs_by_ns: Iterable[tuple[bytes, Sequence[bytes]]]) -> deltas.Resolver:
+def _resolver(pairs_by_ns: Iterable[tuple[bytes, Sequence[bytes]]]) -> deltas.Resolver:
     frames: Frames = {}
     for ns, flat in pairs_by_ns:
         it = iter(flat)
@@ -157,8 +157,8 @@ def _bases(pairs_by_ns: Iterable[tuple[bytes, Sequence[bytes]]]) -> deltas.Resol
     return deltas.Resolver(frames)
 
 
-def _entry_bases(entries: Sequence[Sequence[Any]]) -> deltas.Resolver:
-    return _bases((e[0], e[6]) for e in entries)
+def _entry_resolver(entries: Sequence[Sequence[Any]]) -> deltas.Resolver:
+    return _resolver((e[0], e[6]) for e in entries)
 
 
 def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
@@ -445,7 +445,7 @@ class Operations:
                 validation.text(version, f"version of channel {channel!r:.80}")
         values = body.pop("channel_values", None) or {}
         blobs: dict[str, bytes] = {}
-        lists: dict[str, tuple[str, deltas.Encoded]] = {}  # field: channel, how stored
+        lists: dict[str, tuple[str, deltas.Written, str | None]] = {}  # field: channel, what, base
         compact = self.list_deltas and self.execution is not Execution.PER_KEY
         for channel, version in new_versions.items():  # names checked above
             if channel in values:
@@ -457,7 +457,7 @@ class Operations:
                 encoded = self.lists.encode(thread_id, ns, channel, f, type_, data)
                 blobs[f] = encoded.frame
                 if encoded.written is not None:
-                    lists[f] = (channel, encoded)
+                    lists[f] = (channel, encoded.written, encoded.base)
         type_, data = _dump_typed(self.serde, body, "checkpoint")
         md = get_serializable_checkpoint_metadata(config, metadata)
         fields: dict[str, Arg] = {
@@ -494,34 +494,33 @@ class Operations:
             Command.of("SADD", keys.namespaces, ns),
             Command.of("ZADD", keys.registry(ns), 0, cid),
         ]
-        checked = [(f, e) for f, (_, e) in lists.items() if e.base is not None]
-        exists = [Command.of("HEXISTS", keys.blobs(ns), e.base or "") for _, e in checked]
+        checked = [(f, w, base) for f, (_, w, base) in lists.items() if base is not None]
+        exists = [Command.of("HEXISTS", keys.blobs(ns), base) for _, _, base in checked]
         replies = yield from self._publish(thread_id, keys, [*exists, *calls])
         repaired = {}
         if checked:
             repaired = yield from self._repair(keys, ns, checked, replies[: len(checked)])
-        for f, (channel, e) in lists.items():
-            written = repaired.get(f, e.written)
-            assert written is not None
-            self.lists.remember(thread_id, ns, channel, written)
+        for f, (channel, written, _) in lists.items():
+            self.lists.remember(thread_id, ns, channel, repaired.get(f, written))
         return _config(thread_id, ns, cid)
 
     def _repair(
         self,
         keys: ThreadKeys,
         ns: str,
-        checked: Sequence[tuple[str, deltas.Encoded]],
+        checked: Sequence[tuple[str, deltas.Written, str]],
         present: Sequence[Any],
     ) -> Plan[dict[str, deltas.Written]]:
         """A delta whose base vanished (pruned or deleted by another process, or lost
         in a failover) while this process still remembered it: store it whole. The
         rare second trip beats a checkpoint that cannot be read back."""
-        lost = {
-            f: e.written for (f, e), there in zip(checked, present, strict=True) if not int(there)
+        whole = {
+            f: w.whole()
+            for (f, w, _), there in zip(checked, present, strict=True)
+            if not int(there)
         }
-        if not lost:
+        if not whole:
             return {}
-        whole = {f: w.whole() for f, w in lost.items() if w is not None}
         frames = [x for f, (frame, _) in whole.items() for x in (f, frame)]
         yield from self._write(keys, [Command(("HSET", keys.blobs(ns), *frames))])
         return {f: w for f, (_, w) in whole.items()}
@@ -570,7 +569,7 @@ class Operations:
         (entries,) = yield from self._reads(
             [self._read_call(keys, namespaces=[ns], want=cid, limit=1)]
         )
-        return self._tuple(thread_id, entries[0], _entry_bases(entries)) if entries else None
+        return self._tuple(thread_id, entries[0], _entry_resolver(entries)) if entries else None
 
     def list_checkpoints(
         self,
@@ -603,7 +602,7 @@ class Operations:
             filter_args=filter_args,
         )
         (entries,) = yield from self._reads([call])
-        values_of = _entry_bases(entries)
+        values_of = _entry_resolver(entries)
         entries = sorted(entries, key=lambda e: (e[1], e[0]))  # id, then ns
         # oldest first: a delta is rebuilt on its already rebuilt base
         tuples = [self._tuple(thread_id, entry, values_of) for entry in entries][::-1]
@@ -738,7 +737,7 @@ class Operations:
         ]
         replies = yield from self._reads(calls)
         return [
-            self._tuple(t, entries[0], _entry_bases(entries))
+            self._tuple(t, entries[0], _entry_resolver(entries))
             for (_, t, _), entries in zip(wanted, replies, strict=True)
             if entries
         ]
@@ -804,7 +803,7 @@ class Operations:
         seeds: dict[str, Any] = {}
         remaining = set(channels)
         ns_raw = ns.encode()
-        bases = _bases((ns_raw, a[3]) for a in ancestors)
+        values_of = _resolver((ns_raw, a[3]) for a in ancestors)
         for _, w_flat, seed_flat, _ in ancestors:
             for task_id, channel, type_, data, _, _ in reversed(self._writes(w_flat)):
                 if channel in remaining:
@@ -813,7 +812,7 @@ class Operations:
             for ch_raw, frame in codec.pairs(seed_flat).items():
                 channel = ch_raw.decode()
                 # a field name never holds a newline: this name is no base's
-                typed = bases.value(ns_raw, b"\n" + ch_raw, frame)
+                typed = values_of.value(ns_raw, b"\n" + ch_raw, frame)
                 seeds[channel] = self.serde.loads_typed(typed)
                 remaining.discard(channel)
         result: dict[str, DeltaChannelHistory] = {}

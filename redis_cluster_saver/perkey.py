@@ -102,19 +102,22 @@ def load_entries(keys: ThreadKeys, ns: str, ids: Sequence[str]) -> Plan[list[lis
             follow.append(Command.of("HGETALL", keys.writes(ns, _s(cp[b"parent"]))))
         where.append((vi, pi))
     more = (yield RoundTrip(tuple(follow))) if follow else []
-    entries = []
+    rows = []
     for (cid, cp, writes), (vi, pi) in zip(found, where):
         values = more[vi] if vi is not None else []
         parent_writes = more[pi] if pi is not None else {}
         fields = [cp.get(f.encode()) for f in codec.READ_FIELDS]
-        entries.append([ns.encode(), cid.encode(), fields, _flat(writes), values])
-        entries[-1] += [_flat(parent_writes), cp]  # the whole hash serves filters only
-    if entries:  # the client looks bases up across the entries of a reply
-        frames = [v for e in entries for v in e[4]]
-        bases = yield from _bases(keys, ns, frames, set())
-        for i, entry in enumerate(entries):
-            entry.insert(6, bases if i == 0 else [])
-    return entries
+        rows.append(
+            [ns.encode(), cid.encode(), fields, _flat(writes), values, _flat(parent_writes)]
+        )
+    if not rows:
+        return []
+    # the client looks bases up across the entries of a reply: the first carries them
+    bases = yield from _bases(keys, ns, [v for row in rows for v in row[4]], set())
+    return [  # and, past the script's shape, the whole hash, which filters read
+        [*row, bases if i == 0 else [], cp]
+        for i, (row, (_, cp, _)) in enumerate(zip(rows, found, strict=True))
+    ]
 
 
 def _matches(cp: dict[bytes, bytes], filters: Sequence[tuple[bytes, bytes]]) -> bool:

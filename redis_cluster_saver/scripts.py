@@ -94,11 +94,10 @@ local function load_entry(B, ns, ne, id)
   return {ns, id, cp, w, vals, pw, {}}
 end
 
--- Replies of reads go as one msgpack string (cmsgpack, in C): the client parses it
--- in C too, where the same data as nested RESP replies would be parsed in Python.
--- cmsgpack writes strings as msgpack str; the client reads them back as bytes.
-
--- each base is sent once per reply (the client looks bases up across entries)
+-- each base is sent once per reply (the client looks bases up across entries).
+-- Reads answer with one msgpack string (cmsgpack, in C), which the client parses in
+-- C too, where nested RESP replies would be parsed in Python; cmsgpack writes
+-- strings as msgpack str, and the client reads them back as bytes.
 local function finish_entries(B, out)
   local seen = {}
   for _, e in ipairs(out) do
@@ -108,7 +107,6 @@ local function finish_entries(B, out)
   end
   return out
 end
-
 
 -- drop blob fields no remaining checkpoint of the namespace refers to
 local function gc_blobs(B, ne)
