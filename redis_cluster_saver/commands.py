@@ -87,7 +87,40 @@ class ScriptCall:
     args: tuple[Arg, ...]
 
 
-Call = Command | ScriptCall
+@dataclass(frozen=True, slots=True)
+class Require:
+    """A precondition of an atomic trip: these fields of a hash exist. Where one is
+    missing, nothing of the trip is applied, and the trip's first reply is the list
+    of missing fields instead. Only a script can check it, so a trip holding one
+    goes as a script, whatever the mode (plans never send one where scripts are
+    refused)."""
+
+    key: str
+    fields: tuple[str, ...]
+
+
+Call = Command | ScriptCall | Require
+
+KEYS_FROM_FIRST = frozenset({"DEL", "EXISTS", "UNLINK"})
+"""Commands whose every argument is a key; the others here name one key first."""
+
+
+def keys_of(call: Call) -> tuple[str, ...]:
+    """The keys a call touches, as a script or transaction must declare them."""
+    if isinstance(call, Require):
+        return (call.key,)
+    if isinstance(call, ScriptCall):
+        return call.keys
+    if str(call.args[0]).upper() in KEYS_FROM_FIRST:
+        return tuple(str(k) for k in call.args[1:])
+    return (str(call.args[1]),)
+
+
+def refused(calls: tuple[Call, ...] | list[Call], replies: list[Any]) -> list[str]:
+    """The fields a trip's precondition found missing (nothing was applied), or []."""
+    if calls and isinstance(calls[0], Require) and isinstance(replies[0], list):
+        return [f.decode() if isinstance(f, bytes) else str(f) for f in replies[0]]
+    return []
 
 
 @dataclass(frozen=True, slots=True)

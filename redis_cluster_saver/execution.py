@@ -24,10 +24,25 @@ from redis.exceptions import (
 )
 
 from . import codec, scripts
-from .commands import Arg, Call, Command, Execution, Mode, Plan, RoundTrip, ScriptCall
+from .commands import (
+    Arg,
+    Call,
+    Command,
+    Execution,
+    Mode,
+    Plan,
+    Require,
+    RoundTrip,
+    ScriptCall,
+    keys_of,
+)
 from .connection import is_cluster_client
 
 T = TypeVar("T")
+TripHook = Callable[[str, RoundTrip], None]
+"""Called with ("send", trip) before a trip goes out and ("reply", trip) once its
+replies are in. Tests stop a process there (a crash at a chosen round trip) or
+raise ConnectionError from "reply" (a reply lost after the server applied it)."""
 SPLIT = {"HSET": 2, "ZADD": 2, "DEL": 1}  # commands whose arguments may go in chunks
 CHUNK = 1000
 
@@ -51,21 +66,23 @@ def _chunks(args: tuple[Arg, ...]) -> list[tuple[Arg, ...]]:
 
 
 def as_script(trip: RoundTrip) -> ScriptCall:
-    """An atomic trip as one APPLY call, routed by its first key (all one slot)."""
+    """An atomic trip as one APPLY call that declares every key its commands touch
+    (all one slot), so that while the slot moves the server answers ASK or TRYAGAIN
+    before running it, and never runs it half on each side."""
     argv: list[Arg] = []
-    first_key: str | None = None
+    declared: dict[str, None] = {}
     for call in trip.calls:
-        if isinstance(call, ScriptCall):
+        declared.update(dict.fromkeys(keys_of(call)))
+        if isinstance(call, Require):
+            parts: list[tuple[Arg, ...]] = [("__require__", call.key, *call.fields)]
+        elif isinstance(call, ScriptCall):
             assert call.script is scripts.TOUCH, call.script.name
-            parts: list[tuple[Arg, ...]] = [("__touch__", *call.args)]
-            first_key = first_key or call.keys[0]
+            parts = [("__touch__", *call.args)]
         else:
             parts = _chunks(call.args)
-            first_key = first_key or str(call.args[1])
         for part in parts:
             argv += [len(part), *part]
-    assert first_key is not None
-    return ScriptCall(scripts.APPLY, (first_key,), tuple(argv))
+    return ScriptCall(scripts.APPLY, tuple(declared), tuple(argv))
 
 
 class Shell:
@@ -75,6 +92,11 @@ class Shell:
         self.client = client
         self.mode = mode or Mode()
         self.cluster = is_cluster_client(client)
+        self.hook: TripHook | None = None
+
+    def notify(self, event: str, trip: RoundTrip) -> None:
+        if self.hook is not None and trip.calls:
+            self.hook(event, trip)
 
     def options(self, call: Command) -> dict[str, Any]:
         """A cluster client must be told where a keyless command goes."""
@@ -90,10 +112,7 @@ class Shell:
     def queue(pipe: Any, call: Call) -> None:
         """Scripts inside a pipeline go as EVAL: a NOSCRIPT inside MULTI would
         fail one command of the transaction while the rest commit."""
-        if isinstance(call, Command):
-            pipe.execute_command(*call.args)
-        else:
-            pipe.execute_command("EVAL", *_eval_args(call))
+        pipe.execute_command(*_wire_args(call))
 
     def queued(self, client: Any, calls: Sequence[Call], transaction: bool = False) -> Any:
         """A pipeline of ``client`` holding ``calls``, ready to execute."""
@@ -109,14 +128,15 @@ class Shell:
     script_writes = False
     """Send atomic trips as one script even where MULTI works (see AsyncShell)."""
 
-    def single(self, trip: RoundTrip) -> Call | None:
+    def single(self, trip: RoundTrip) -> Command | ScriptCall | None:
         """The one call a trip comes down to, if any: it needs no pipeline."""
-        if len(trip.calls) == 1:
+        if len(trip.calls) == 1 and not isinstance(trip.calls[0], Require):
             return trip.calls[0]
         scripted = self.mode.execution is Execution.SCRIPT or (
             self.script_writes and self.mode.execution is Execution.TRANSACTION
         )
-        if trip.atomic and scripted and not trip.force_multi:
+        checked = any(isinstance(c, Require) for c in trip.calls)
+        if trip.atomic and (scripted or checked) and not trip.force_multi:
             return as_script(trip)
         return None
 
@@ -127,8 +147,7 @@ class Shell:
         without MULTI (WAIT inside MULTI does not wait)."""
         assert trip.wait is not None
         replicas, timeout = trip.wait
-        first = trip.calls[0]
-        key = str(first.args[1]) if isinstance(first, Command) else first.keys[0]
+        key = keys_of(trip.calls[0])[0]
         per_key = self.mode.execution is Execution.PER_KEY
         body: list[Call] = list(trip.calls) if per_key else [as_script(trip)]
         return key, [*body, Command.of("WAIT", replicas, timeout)]
@@ -160,7 +179,9 @@ class SyncShell(Shell):
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
             try:
+                self.notify("send", trip)
                 replies, error = self.execute(trip), None
+                self.notify("reply", trip)
             except (RedisError, RedisClusterException) as exc:
                 replies, error = None, exc
 
@@ -250,6 +271,8 @@ class SyncShell(Shell):
 
 
 def _wire_args(call: Call) -> tuple[Any, ...]:
+    if isinstance(call, Require):
+        raise TypeError("a precondition is checked by a script: its trip goes as one")
     return call.args if isinstance(call, Command) else ("EVAL", *_eval_args(call))
 
 
@@ -333,7 +356,9 @@ class AsyncShell(Shell):
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
             try:
+                self.notify("send", trip)
                 replies, error = await self.execute(trip), None
+                self.notify("reply", trip)
             except (RedisError, RedisClusterException) as exc:
                 replies, error = None, exc
 

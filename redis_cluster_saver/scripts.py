@@ -391,19 +391,38 @@ APPLY = LuaScript(
     "apply",
     _TOUCH
     + r"""
--- ARGV: groups of (n, command, n - 1 arguments); the pseudo command '__touch__'
--- renews a thread's TTL. One script call = one atomic write on a same-slot thread.
-local out = {}
+-- ARGV: groups of (n, command, n - 1 arguments). Pseudo commands: '__touch__' renews
+-- a thread's TTL; '__require__' (key, fields...) names hash fields that must exist,
+-- checked before anything is written: where one is missing nothing is applied and
+-- the answer is {missing fields}. One script call = one atomic write on one slot.
+local groups = {}
 local i = 1
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
-  if ARGV[i + 1] == '__touch__' then
-    touch(ARGV[i + 2], tonumber(ARGV[i + 3]))
+  groups[#groups + 1] = {i + 1, i + n}
+  i = i + n + 1
+end
+local missing = {}
+for _, g in ipairs(groups) do
+  if ARGV[g[1]] == '__require__' then
+    local key = ARGV[g[1] + 1]
+    for j = g[1] + 2, g[2] do
+      if redis.call('HEXISTS', key, ARGV[j]) == 0 then missing[#missing + 1] = ARGV[j] end
+    end
+  end
+end
+if #missing > 0 then return cmsgpack.pack({missing}) end
+local out = {}
+for _, g in ipairs(groups) do
+  local name = ARGV[g[1]]
+  if name == '__require__' then
+    out[#out + 1] = 1
+  elseif name == '__touch__' then
+    touch(ARGV[g[1] + 1], tonumber(ARGV[g[1] + 2]))
     out[#out + 1] = 1
   else
-    out[#out + 1] = redis.call(unpack(ARGV, i + 1, i + n))
+    out[#out + 1] = redis.call(unpack(ARGV, g[1], g[2]))
   end
-  i = i + n + 1
 end
 return cmsgpack.pack(out)  -- one string: parsed in C by the client
 """,
