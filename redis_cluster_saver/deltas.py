@@ -222,6 +222,12 @@ class ListBases:
                 _, gone = self._threads.popitem(last=False)
                 self._bytes -= sum(len(w.data) for w in gone.values())
 
+    def forget_channel(self, thread_id: str, ns: str, channel: str) -> None:
+        with self._lock:
+            gone = self._threads.get(thread_id, {}).pop((ns, channel), None)
+            if gone:
+                self._bytes -= len(gone.data)
+
     def forget(self, thread_id: str) -> None:
         with self._lock:
             gone = self._threads.pop(thread_id, None)

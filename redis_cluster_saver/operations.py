@@ -49,11 +49,13 @@ from .commands import (
     Execution,
     Mode,
     Plan,
+    Require,
     RoundTrip,
     ScriptCall,
     T,
     one,
     pause,
+    refused,
 )
 from .detector import Capabilities, ModeLog, detect, is_refusal, probe_modes
 from .errors import DurabilityError
@@ -69,6 +71,20 @@ IN_MOTION = (
     RedisClusterException,
 )
 """Errors of a topology changing under the operation: retried, not reported."""
+SCRIPT_IN_MOTION = ("non local key", "cluster is down")
+"""What a server says when a script meets a key of a slot that is being moved (a
+key its declared keys did not name: read scripts find checkpoint ids at run time)
+or a cluster without a quorum: the same as TRYAGAIN or CLUSTERDOWN."""
+
+
+def slot_in_motion(exc: BaseException) -> bool:
+    """A slot moving or a cluster re-forming under the call; not a lost connection."""
+    if isinstance(exc, ConnectionError):
+        return False
+    if isinstance(exc, IN_MOTION):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, ResponseError) and any(words in text for words in SCRIPT_IN_MOTION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,11 +282,11 @@ class Operations:
                 return (yield from make())
             except Exception as exc:
                 if isinstance(exc, TimeoutError) or not (
-                    isinstance(exc, IN_MOTION) or is_refusal(exc)
+                    isinstance(exc, IN_MOTION) or slot_in_motion(exc) or is_refusal(exc)
                 ):
                     raise
                 error = exc
-            if isinstance(error, IN_MOTION) and not isinstance(error, ConnectionError):
+            if slot_in_motion(error):
                 if time.monotonic() >= deadline:
                     raise error
                 yield pause(0.1)
@@ -339,19 +355,30 @@ class Operations:
         return [codec.reply(r) for r in (yield from self._scripts(calls))]
 
     def _publish(self, thread_id: str, keys: ThreadKeys, calls: list[Call]) -> Plan[list[Any]]:
-        """Send a thread's write as one atomic trip, listing the thread in the directory.
+        """Send a thread's write as one atomic trip, listing the thread in the directory;
+        the replies are those of ``calls``.
 
-        On one node the directory entry joins the transaction. On a cluster it lives
-        in another slot, so it goes first, once per thread and process: a crash
-        between the two leaves only a directory entry with no data, which readers skip.
+        On one node the directory entry joins the transaction. On a cluster or proxy
+        it lives in another slot. It goes first, once per thread and process (a
+        crash between the two leaves only a directory entry with no data, which
+        readers skip), and again after any write that finds the thread absent:
+        another process may have deleted the thread, and its entry, since this
+        process listed it (see :meth:`_unlist`).
         """
         entry = Command.of("SADD", self.layout.directory(thread_id), thread_id)
         if self.single_node:
-            return (yield from self._write(keys, [*calls, entry]))
+            return (yield from self._write(keys, [*calls, entry]))[: len(calls)]
         if thread_id not in self.known_threads:
             yield one(entry)
             self.known_threads.add(thread_id)
-        return (yield from self._write(keys, calls))
+        head = 1 if calls and isinstance(calls[0], Require) else 0  # a precondition stays first
+        sent = [*calls[:head], Command.of("EXISTS", keys.namespaces), *calls[head:]]
+        replies = yield from self._write(keys, sent)
+        if refused(sent, replies):
+            return replies[:1]
+        if not replies.pop(head):  # EXISTS: 0, the thread was absent
+            yield one(entry)
+        return replies
 
     def _read_call(
         self,
@@ -482,48 +509,41 @@ class Operations:
         if isinstance(step, (int, float)) and not isinstance(step, bool) and math.isfinite(step):
             fields["step"] = int(step) if float(step).is_integer() else step
         keys = self.layout.thread(thread_id)
-        calls: list[Call] = []
-        if blobs:
-            calls.append(Command(("HSET", keys.blobs(ns), *_flatten(blobs))))
         cp_key = validation.key_size(
             keys.checkpoint(ns, cid), "thread_id, checkpoint_ns and checkpoint['id']"
         )
-        calls += [
+        checkpoint_calls = [
             Command.of("DEL", cp_key),
             Command(("HSET", cp_key, *_flatten(fields))),
             Command.of("SADD", keys.namespaces, ns),
-            Command.of("ZADD", keys.registry(ns), 0, cid),
+            Command.of("ZADD", keys.registry(ns), 0, cid),  # published last
         ]
-        checked = [(f, w, base) for f, (_, w, base) in lists.items() if base is not None]
-        exists = [Command.of("HEXISTS", keys.blobs(ns), base) for _, _, base in checked]
-        replies = yield from self._publish(thread_id, keys, [*exists, *calls])
-        repaired = {}
-        if checked:
-            repaired = yield from self._repair(keys, ns, checked, replies[: len(checked)])
+        while True:
+            # a (channel, version) names one value: the first stored stays, so no
+            # later write changes what a stored checkpoint (or a delta on it) reads
+            calls: list[Call] = [
+                Command.of("HSETNX", keys.blobs(ns), f, frame) for f, frame in blobs.items()
+            ]
+            bases = sorted({base for _, _, base in lists.values() if base is not None})
+            if bases:  # a delta is written only where its base still exists
+                calls.insert(0, Require(keys.blobs(ns), tuple(bases)))
+            replies = yield from self._publish(thread_id, keys, [*calls, *checkpoint_calls])
+            gone = set(refused(calls, replies))
+            if not gone:
+                break
+            # another process deleted or pruned the bases (or a failover lost them)
+            # since this process wrote them: nothing was applied; store those whole
+            for f, (channel, written, base) in list(lists.items()):
+                if base in gone:
+                    blobs[f], whole = written.whole()
+                    lists[f] = (channel, whole, None)
+        stored = dict(zip(blobs, replies[1 if bases else 0 :], strict=False))
         for f, (channel, written, _) in lists.items():
-            self.lists.remember(thread_id, ns, channel, repaired.get(f, written))
+            if stored.get(f):  # HSETNX: 1, or True through redis-py's reply callback
+                self.lists.remember(thread_id, ns, channel, written)
+            else:  # the field held a value already: this process's bytes may not be it
+                self.lists.forget_channel(thread_id, ns, channel)
         return _config(thread_id, ns, cid)
-
-    def _repair(
-        self,
-        keys: ThreadKeys,
-        ns: str,
-        checked: Sequence[tuple[str, deltas.Written, str]],
-        present: Sequence[Any],
-    ) -> Plan[dict[str, deltas.Written]]:
-        """A delta whose base vanished (pruned or deleted by another process, or lost
-        in a failover) while this process still remembered it: store it whole. The
-        rare second trip beats a checkpoint that cannot be read back."""
-        whole = {
-            f: w.whole()
-            for (f, w, _), there in zip(checked, present, strict=True)
-            if not int(there)
-        }
-        if not whole:
-            return {}
-        frames = [x for f, (frame, _) in whole.items() for x in (f, frame)]
-        yield from self._write(keys, [Command(("HSET", keys.blobs(ns), *frames))])
-        return {f: w for f, (_, w) in whole.items()}
 
     def put_writes(
         self,
@@ -825,12 +845,23 @@ class Operations:
 
     # ---- maintenance -----------------------------------------------------------
 
-    def _forget(self, thread_ids: Iterable[str]) -> list[Call]:
-        calls: list[Call] = []
+    def _unlist(self, thread_ids: Sequence[str]) -> Plan[None]:
+        """Drop emptied threads from the directory. A writer in another process may
+        have written one of them again since its script ran, and that writer may
+        have listed it before this removal: so each is checked once more after the
+        removal, and listed again if it holds data. Together with the writer's own
+        rule (list again after a write that found the thread absent, see
+        :meth:`_publish`), whichever of the two acts last leaves a live thread listed."""
         for tid in thread_ids:
             self.known_threads.discard(tid)
-            calls.append(Command.of("SREM", self.layout.directory(tid), tid))
-        return calls
+        entries = {tid: self.layout.directory(tid) for tid in thread_ids}
+        yield RoundTrip(tuple(Command.of("SREM", d, t) for t, d in entries.items()))
+        alive = yield RoundTrip(
+            tuple(Command.of("EXISTS", self.layout.thread(t).namespaces) for t in thread_ids)
+        )
+        again = [Command.of("SADD", entries[t], t) for t, n in zip(thread_ids, alive) if int(n)]
+        if again:
+            yield RoundTrip(tuple(again))
 
     def _per_thread(
         self, thread_ids: Sequence[str], make: Callable[[ThreadKeys], ScriptCall]
@@ -843,9 +874,9 @@ class Operations:
         for tid in thread_ids:  # what is remembered may be gone
             self.lists.forget(tid)
         left = yield from self._scripts(calls)
-        gone = self._forget(tid for tid, n in zip(thread_ids, left, strict=True) if not n)
+        gone = [tid for tid, n in zip(thread_ids, left, strict=True) if not n]
         if gone:
-            yield RoundTrip(tuple(gone))
+            yield from self._unlist(gone)
 
     def delete_thread(self, thread_id: str) -> Plan[None]:
         tid = validation.text(thread_id, "thread_id")

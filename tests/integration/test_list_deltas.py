@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from langgraph.checkpoint.base import empty_checkpoint
 
 from redis_cluster_saver import AsyncRedisClusterSaver, RedisClusterSaver
@@ -177,3 +179,68 @@ def test_copies_carry_their_chains(redis_cluster: Any) -> None:
         ]
         saver.delete_thread("src")
         check_all(saver, copied)
+
+
+def put_list(
+    saver: RedisClusterSaver, parent: Any, messages: list[str], version: Any, step: int
+) -> Any:
+    cp = empty_checkpoint()
+    cp["channel_values"] = {"messages": messages}
+    cp["channel_versions"] = {"messages": version}
+    return saver.put(parent, cp, {"step": step}, {"messages": version})
+
+
+LONG = "system prompt " + "s" * 4000  # so that every later step is stored as a delta
+
+
+@pytest.mark.parametrize("topology", ["standalone", "cluster"])
+def test_a_fork_that_reuses_a_version_changes_no_stored_checkpoint(
+    request: pytest.FixtureRequest, topology: str
+) -> None:
+    dep = deployment_for(request, topology)
+    with RedisClusterSaver.from_conn_string(url_of(dep), **saver_options(dep)) as saver:
+        root: Any = {"configurable": {"thread_id": "fork", "checkpoint_ns": ""}}
+        first = put_list(saver, root, [LONG, "a"], 1, 0)
+        second = put_list(saver, first, [LONG, "a", "c"], 2, 1)  # a delta against version 1
+        put_list(saver, root, [LONG, "b"], 1, 0)  # a fork: version 1 again, another value
+        for config, want in ((first, [LONG, "a"]), (second, [LONG, "a", "c"])):
+            tup = saver.get_tuple(config)
+            assert tup is not None and tup.checkpoint["channel_values"]["messages"] == want
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.integers(0, 8),  # which earlier checkpoint is the parent
+            st.integers(1, 4),  # the version: small, so forks reuse versions
+            st.lists(st.sampled_from(["a", "b", "c"]), max_size=2),  # items appended
+            st.booleans(),  # or the list replaced by them
+        ),
+        min_size=2,
+        max_size=10,
+    )
+)
+def test_stored_values_never_change_after_put(
+    standalone: Any, steps: list[tuple[int, int, list[str], bool]]
+) -> None:
+    """Whatever is written later (forks, reused versions, deltas against values that
+    a later put names again), each checkpoint reads back what it read after its put."""
+    options = saver_options(standalone)
+    with RedisClusterSaver.from_conn_string(standalone.url, **options) as saver:
+        root: Any = {"configurable": {"thread_id": "prop", "checkpoint_ns": ""}}
+        made: list[tuple[Any, list[str]]] = []
+        for step, (parent_at, version, items, replace) in enumerate(steps):
+            parent, before = made[parent_at % len(made)] if made else (root, [LONG])
+            messages = [LONG, *items] if replace else [*before, *items]
+            config = put_list(saver, parent, messages, version, step)
+            tup = saver.get_tuple(config)
+            assert tup is not None
+            made.append((config, tup.checkpoint["channel_values"]["messages"]))
+        for config, seen in made:
+            tup = saver.get_tuple(config)
+            assert tup is not None and tup.checkpoint["channel_values"]["messages"] == seen

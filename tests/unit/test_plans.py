@@ -54,15 +54,17 @@ def test_put_is_one_transaction_on_a_single_node() -> None:
     sent = trips(ops().put(config(), cp, {"source": "input", "step": -1}, {"a": 1, "b": 1}))
     assert len(sent) == 1 and sent[0].atomic
     # data before publication: the registry entry comes after the checkpoint body
-    assert names(sent[0]) == ["HSET", "DEL", "HSET", "SADD", "ZADD", "SADD"]
+    assert names(sent[0]) == ["HSETNX", "HSETNX", "DEL", "HSET", "SADD", "ZADD", "SADD"]
 
 
 def test_put_on_a_cluster_lists_the_thread_once_then_sends_one_transaction() -> None:
     o = ops(single_node=False)
     first = trips(o.put(config(), checkpoint(), {}, {}))
-    again = trips(o.put(config(), checkpoint(), {}, {}))
-    assert [t.atomic for t in first] == [False, True]
-    assert names(first[0]) == ["SADD"]
+    again = trips(o.put(config(), checkpoint(), {}, {}), [1, 1, 1, 1, 1])
+    # listed before its first write, and again after a write that found it absent
+    assert [t.atomic for t in first] == [False, True, False]
+    assert names(first[0]) == names(first[2]) == ["SADD"]
+    assert names(first[1])[0] == "EXISTS"
     assert len(again) == 1 and again[0].atomic
     slots = {c.args[1] for c in again[0].calls if isinstance(c, Command)}
     assert all("{tt}" in str(k) for k in slots)
