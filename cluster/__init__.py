@@ -18,22 +18,42 @@ from .faults import (
 from .harness import down, healthy, run_root, start, status, stop, up
 from .model import Deployment, Node
 from .processes import StartupError
+from .slots import (
+    Migration,
+    SlotMove,
+    add_primary,
+    begin_migration,
+    finish_migration,
+    migrate_keys,
+    migrate_slots_atomically,
+    plan_rebalance,
+    rebalance,
+)
 from .topologies import TlsFiles, make_tls_files
 
 __all__ = [
     "TOPOLOGIES",
     "Deployment",
     "FaultError",
+    "Migration",
     "Node",
+    "SlotMove",
     "StartupError",
     "TlsFiles",
+    "add_primary",
     "available",
+    "begin_migration",
     "down",
+    "finish_migration",
     "healthy",
     "kill_primary",
     "make_tls_files",
+    "migrate_keys",
     "migrate_slot",
+    "migrate_slots_atomically",
     "pause",
+    "plan_rebalance",
+    "rebalance",
     "refresh_roles",
     "resume",
     "run_root",

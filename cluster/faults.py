@@ -23,7 +23,7 @@ from .processes import (
     signal_node,
     wait_until,
 )
-from .topologies import SLOTS, cluster_health, cluster_view, sentinel_primary
+from .topologies import cluster_health, cluster_view, sentinel_primary
 
 
 class FaultError(RuntimeError):
@@ -174,42 +174,11 @@ def slot_owner(dep: Deployment, slot: int) -> Node:
     raise FaultError(f"no node owns slot {slot}")
 
 
-def migrate_slot(dep: Deployment, slot: int, target_primary: Node, batch: int = 100) -> None:
-    """Move ``slot`` with its keys to ``target_primary`` (classic IMPORTING/MIGRATING flow)."""
-    if dep.topology != "cluster" or not 0 <= slot < SLOTS:
-        raise FaultError("migrate_slot needs a cluster deployment and a slot in 0..16383")
-    source = slot_owner(dep, slot)
-    if source.node_id == target_primary.node_id:
-        return
-    src = admin_client(source.port, timeout=10, decode=False)
-    dst = admin_client(target_primary.port, timeout=10, decode=False)
-    try:
-        command(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id)
-        command(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_primary.node_id)
-        while keys := command(src, "CLUSTER", "GETKEYSINSLOT", slot, batch):
-            command(
-                src, "MIGRATE", HOST, target_primary.port, "", 0, 10000, "REPLACE", "KEYS", *keys
-            )
-        # Target first so it never rejects its own slot; then source; then the others.
-        order = [target_primary, source] + [
-            p for p in _live(dep, dep.primaries) if p not in (target_primary, source)
-        ]
-        for p in order:
-            c = admin_client(p.port, timeout=10)
-            try:
-                command(c, "CLUSTER", "SETSLOT", slot, "NODE", target_primary.node_id)
-            finally:
-                c.close()
-    finally:
-        src.close()
-        dst.close()
+def migrate_slot(
+    dep: Deployment, slot: int, target_primary: Node, replace: bool = False, batch: int = 100
+) -> None:
+    """Move ``slot`` with its keys to ``target_primary`` (IMPORTING/MIGRATING, key by key,
+    no REPLACE unless asked): ``cluster.slots.migrate_slot``, kept here for its callers."""
+    from . import slots  # slots builds on this module's helpers
 
-    def converged() -> str | None:
-        for n in _live(dep, _data_nodes(dep)):
-            for v in cluster_view(n.port):
-                owns_slot = any(lo <= slot <= hi for lo, hi in v["slots"])
-                if owns_slot and v["id"] != target_primary.node_id:
-                    return f"{n.name} still maps slot {slot} to {v['id'][:8]}"
-        return None
-
-    _wait(converged, 15, f"slot {slot} ownership to propagate")
+    slots.migrate_slot(dep, slot, target_primary, replace, batch)

@@ -59,12 +59,17 @@ def run_root() -> Path:
 
 
 def start(
-    topology: str, workdir: Path | str | None = None, *, owner_pid: int | None = None
+    topology: str,
+    workdir: Path | str | None = None,
+    *,
+    owner_pid: int | None = None,
+    modules: bool = True,
 ) -> Deployment:
     """Start a fresh ``topology`` and return its Deployment (state saved to workdir).
 
     Without ``workdir`` a unique ``.cluster-run/<topology>-<uuid8>/`` is used. Anything
-    previously recorded in ``workdir`` is stopped first.
+    previously recorded in ``workdir`` is stopped first. ``modules=False`` gives a cluster
+    without RedisJSON/RediSearch, the only kind that allows atomic slot migration.
     """
     wd = Path(workdir) if workdir else run_root() / f"{topology}-{uuid.uuid4().hex[:8]}"
     wd = wd.resolve()
@@ -73,7 +78,7 @@ def start(
         stop(old)
     if wd.exists() and _inside_run_root(wd):
         shutil.rmtree(wd, ignore_errors=True)
-    dep = launch(topology, wd)
+    dep = launch(topology, wd, modules=modules)
     dep.owner_pid = owner_pid
     dep.save()
     return dep

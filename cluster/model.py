@@ -52,6 +52,8 @@ class Deployment:
     started_at: float = field(default_factory=time.time)
     owner_pid: int | None = None  # pytest process owning a fixture deployment
     startup_seconds: float = 0.0
+    # Cluster nodes load RedisJSON + RediSearch; nodes added later must match.
+    modules: bool = True
 
     @property
     def urls(self) -> list[str]:
@@ -107,6 +109,7 @@ class Deployment:
             started_at=float(data.get("started_at", 0.0)),
             owner_pid=data.get("owner_pid"),
             startup_seconds=float(data.get("startup_seconds", 0.0)),
+            modules=bool(data.get("modules", True)),
         )
 
     def save(self) -> None:

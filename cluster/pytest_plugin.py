@@ -18,22 +18,23 @@ from .harness import start, stop
 from .model import Deployment
 
 
-def _deployment(topology: str) -> Iterator[Deployment]:
+def _deployment(topology: str, modules: bool = True) -> Iterator[Deployment]:
     reason = available(topology)
     if reason:
         pytest.skip(f"{topology} topology unavailable: {reason}")
-    dep = start(topology, owner_pid=os.getpid())
+    dep = start(topology, owner_pid=os.getpid(), modules=modules)
     try:
         yield dep
     finally:
         stop(dep)
 
 
-def _fixture(topology: str, scope: str, name: str) -> Callable[..., Any]:
+def _fixture(topology: str, scope: str, name: str, modules: bool = True) -> Callable[..., Any]:
     def fixture() -> Iterator[Deployment]:
-        yield from _deployment(topology)
+        yield from _deployment(topology, modules)
 
-    fixture.__doc__ = f"A running {topology!r} Deployment ({scope}-scoped)."
+    bare = "" if modules else " without modules"
+    fixture.__doc__ = f"A running {topology!r} Deployment{bare} ({scope}-scoped)."
     return pytest.fixture(scope=scope, name=name)(fixture)  # type: ignore[call-overload,no-any-return]
 
 
@@ -44,5 +45,7 @@ sentinel = _fixture("sentinel", "session", "sentinel")
 proxy = _fixture("proxy", "session", "proxy")
 tls = _fixture("tls", "session", "tls")
 fresh_cluster = _fixture("cluster", "function", "fresh_cluster")
+# valkey refuses CLUSTER MIGRATESLOTS while RedisJSON/RediSearch are loaded
+fresh_bare_cluster = _fixture("cluster", "function", "fresh_bare_cluster", modules=False)
 fresh_sentinel = _fixture("sentinel", "function", "fresh_sentinel")
 fresh_tls = _fixture("tls", "function", "fresh_tls")

@@ -47,8 +47,9 @@ PROXY_CLIENT_KWARGS: dict[str, Any] = dict(STRICT_PROXY_ARGS)
 class _Launch:
     """Collects the processes of one start attempt so a failure can kill them all."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, modules: bool = True) -> None:
         self.workdir = workdir
+        self.modules = modules  # cluster nodes load RedisJSON + RediSearch
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.nodes: list[Node] = []
 
@@ -342,28 +343,46 @@ def _slot_ranges(count: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1] - 1) for i in range(count)]
 
 
-def build_cluster(launch: _Launch) -> Deployment:
-    """Six valkey nodes with modules: 3 primaries, 3 replicas, formed with plain commands."""
+def cluster_node_args(workdir: Path, port: int, bus: int) -> list[str]:
+    """Flags that make a node a cluster member; shared by the initial build and scale-out."""
+    return [
+        "--cluster-enabled", "yes",
+        "--cluster-port", str(bus),
+        "--cluster-config-file", str(workdir / f"nodes-{port}.conf"),
+        "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
+        "--cluster-require-full-coverage", "yes",
+    ]  # fmt: skip
+
+
+def spawn_cluster_nodes(launch: _Launch, roles: Sequence[str], first_index: int) -> list[Node]:
+    """Start one cluster-enabled valkey node per role (``node<first_index + i>``), in
+    parallel, and wait until each answers PING. Nodes are not yet introduced to anyone.
+    """
     binary = _valkey()
-    total = CLUSTER_PRIMARIES * 2
-    ports = free_ports(total * 2)
+    ports = free_ports(len(roles) * 2)
     nodes: list[Node] = []
-    for i in range(total):
-        port, bus = ports[i], ports[total + i]
-        role = "primary" if i < CLUSTER_PRIMARIES else "replica"
-        extra = [
-            "--cluster-enabled", "yes",
-            "--cluster-port", str(bus),
-            "--cluster-config-file", str(launch.workdir / f"nodes-{port}.conf"),
-            "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
-            "--cluster-require-full-coverage", "yes",
-        ]  # fmt: skip
+    for i, role in enumerate(roles):
+        port, bus = ports[i], ports[len(roles) + i]
         nodes.append(
             launch.server(
-                binary, f"node{i}", port, role, modules=True, extra_args=extra, bus_port=bus
+                binary,
+                f"node{first_index + i}",
+                port,
+                role,
+                modules=launch.modules,
+                extra_args=cluster_node_args(launch.workdir, port, bus),
+                bus_port=bus,
             )
         )
     wait_pingable(nodes, launch.procs)
+    return nodes
+
+
+def build_cluster(launch: _Launch) -> Deployment:
+    """Six valkey nodes (with modules unless the launch says otherwise): 3 primaries,
+    3 replicas, formed with plain commands."""
+    roles = ["primary"] * CLUSTER_PRIMARIES + ["replica"] * CLUSTER_PRIMARIES
+    nodes = spawn_cluster_nodes(launch, roles, 0)
 
     clients = [admin_client(n.port) for n in nodes]
     try:
@@ -394,7 +413,14 @@ def build_cluster(launch: _Launch) -> Deployment:
             c.close()
 
     wait_until(lambda: cluster_health(nodes), READY_TIMEOUT, "cluster ready", nodes, launch.procs)
-    return Deployment("cluster", launch.workdir.name, str(launch.workdir), nodes[0].url, nodes)
+    return Deployment(
+        "cluster",
+        launch.workdir.name,
+        str(launch.workdir),
+        nodes[0].url,
+        nodes,
+        modules=launch.modules,
+    )
 
 
 # ----------------------------------------------------------------------------- sentinel
@@ -574,16 +600,22 @@ BUILDERS: dict[str, Callable[[_Launch], Deployment]] = {
 }
 
 
-def launch(topology: str, workdir: Path, attempts: int = 3) -> Deployment:
-    """Start ``topology`` in ``workdir``; retries with fresh ports on a port clash."""
+def launch(topology: str, workdir: Path, attempts: int = 3, *, modules: bool = True) -> Deployment:
+    """Start ``topology`` in ``workdir``; retries with fresh ports on a port clash.
+
+    ``modules=False`` (cluster only) starts the nodes without RedisJSON and RediSearch:
+    valkey refuses atomic slot migration (CLUSTER MIGRATESLOTS) while they are loaded.
+    """
     if topology not in BUILDERS:
         raise ValueError(binaries.available(topology) or topology)
+    if not modules and topology != "cluster":
+        raise ValueError("modules=False is only supported for the cluster topology")
     reason = binaries.available(topology)
     if reason:
         raise StartupError(reason)
     for attempt in range(1, attempts + 1):
         workdir.mkdir(parents=True, exist_ok=True)
-        run = _Launch(workdir)
+        run = _Launch(workdir, modules=modules)
         t0 = time.monotonic()
         try:
             dep = BUILDERS[topology](run)
