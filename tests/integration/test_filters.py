@@ -246,6 +246,22 @@ KEYS = st.sampled_from(["step", "flag", "source", "k"])
 METADATA = st.dictionaries(KEYS, VALUES, max_size=3)
 
 
+def twin(value: Any) -> Any:
+    """An equal value of other types: bools as ints, ints as floats, integral floats
+    as ints, dict keys reversed."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return float(value) if abs(value) < 2**53 else value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [twin(v) for v in value]
+    if isinstance(value, dict):
+        return {k: twin(value[k]) for k in reversed(value)}
+    return value
+
+
 @pytest.mark.parametrize("options", [{}, {"search": False}], ids=["index", "directory"])
 @settings(
     max_examples=25,
@@ -263,8 +279,10 @@ def test_generated_filters_match_in_memory_saver(
     filters: list[dict[str, Any]],
 ) -> None:
     rows = [(f"t{i % 2}", "", f"{i:04d}", md) for i, md in enumerate(metadata)]
-    # and filters taken from what is stored, so that some of them match
-    filters += [{k: v} for md in metadata[:2] for k, v in list(md.items())[:1]]
+    # and filters taken from what is stored, as is and as an equal twin of other
+    # types, so that some of them match
+    taken = [(k, v) for md in metadata[:3] for k, v in list(md.items())[:1]]
+    filters += [{k: x} for k, v in taken for x in (v, twin(v))]
     mem = InMemorySaver()
     with RedisClusterSaver.from_conn_string(
         standalone.url, **saver_options(standalone, **options)
