@@ -18,9 +18,26 @@ def test_frames_round_trip(parts: list[bytes]) -> None:
 
 def test_metadata_round_trips_per_key() -> None:
     md = {"source": "loop", "step": 3, "nested": {"b": [1, "x\x00y"], "a": None}, "f": 1.5}
-    fields = codec.dump_metadata(md)
+    whole, fields = codec.dump_metadata(md)
     assert set(fields) == {"m:source", "m:step", "m:nested", "m:f"}
-    assert codec.load_metadata(codec.joined_metadata(fields)) == md
+    assert codec.load_metadata(whole) == md
+
+
+def test_whole_metadata_keeps_types_where_fields_are_canonical() -> None:
+    md = {"flag": True, "n": 2.0, "z": -0.0, "d": {"b": False, "a": [1.0]}, "s": "1"}
+    whole, fields = codec.dump_metadata(md)
+    loaded = codec.load_metadata(whole)
+    assert loaded == md
+    assert [type(v) for v in loaded.values()] == [type(v) for v in md.values()]
+    assert list(loaded["d"]) == ["b", "a"] and loaded["d"]["a"] == [1.0]
+    assert type(loaded["d"]["b"]) is bool and type(loaded["d"]["a"][0]) is float
+    assert fields == {
+        "m:flag": b"1",
+        "m:n": b"2",
+        "m:z": b"0",
+        "m:d": b'{"a":[1],"b":0}',
+        "m:s": b'"1"',
+    }
 
 
 def test_equal_values_store_equal_bytes() -> None:
