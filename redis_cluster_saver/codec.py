@@ -23,6 +23,10 @@ _JSON_OPTS = (
     | orjson.OPT_PASSTHROUGH_DATACLASS
     | orjson.OPT_PASSTHROUGH_SUBCLASS
 )
+_WHOLE_OPTS = _JSON_OPTS & ~orjson.OPT_SORT_KEYS
+_SAME_BOTH_WAYS = (str, int)
+"""Types whose whole and canonical JSON are the same bytes (ints past 64 bits are
+refused by the whole form)."""
 METADATA_FIELD = "m:"
 READ_FIELDS = ("checkpoint", "type", "parent", "v", "blobs", "meta")
 """The checkpoint hash fields a reader needs, in the order reads return them."""
@@ -78,56 +82,92 @@ def _reject(value: Any) -> Any:
     raise TypeError(f"type {type(value).__name__} is not JSON serializable")
 
 
+_INT_RANGE = range(-(2**63), 2**64)
+"""The ints orjson writes itself; others are written as their digits."""
+
+
 def _canonical(value: Any) -> Any:
-    """Integral floats compare equal to ints in Python, so they must store the same.
-    NaN and infinities have no JSON form (orjson would write null): refused."""
+    """``value`` with every leaf in the one form shared by all values equal to it in
+    Python (see :func:`dump_json`). NaN and infinities have no JSON form: refused."""
+    kind = type(value)
+    if kind is str or value is None:
+        return value
+    if kind is bool:
+        return int(value)
+    if kind is int:
+        return value if value in _INT_RANGE else orjson.Fragment(str(value).encode())
     if isinstance(value, float):
         if not math.isfinite(value):
             raise TypeError(f"{value!r} has no JSON form")
-        if value.is_integer() and abs(value) < 2**53:
-            return int(value)
+        if value.is_integer():  # int(value) is exact: 2.0**60 == 2**60
+            return _canonical(int(value))
+        return orjson.Fragment(repr(float(value)).encode())
     if isinstance(value, dict):
         return {k: _canonical(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_canonical(v) for v in value]
-    return value
+    return value  # refused by orjson, as in the whole form
 
 
 def dump_json(value: Any) -> bytes:
-    """Canonical JSON (sorted keys) so equal values give equal bytes, for exact filters."""
+    """Canonical JSON: equal bytes exactly when the values are equal in Python, so a
+    script compares a filter with a stored field byte for byte and agrees with
+    InMemorySaver's ``filter_value == metadata.get(key)``.
+
+    Python's equality crosses types (``True == 1 == 1.0``, ``2.0**60 == 2**60``) and
+    ignores dict order, so: bools are written as ints, integral floats as the exact
+    int they equal (any size, as digits), other floats by ``repr`` (the shortest
+    text that reads back as that float, which Python keeps stable, unlike a JSON
+    library's float formatting), dict keys sorted, all of it recursively through
+    lists and dicts; ``None`` is ``null`` and strings stay quoted, so ``"1" != 1``.
+    Tuples are written as lists, as the whole form stores them (and as
+    InMemorySaver's serializer reads them back); readers re-check filters exactly.
+    """
     return orjson.dumps(_canonical(value), option=_JSON_OPTS, default=_reject)
 
 
-def dump_metadata(metadata: Mapping[str, Any]) -> dict[str, bytes]:
-    """One hash field per top-level key: lets scripts filter by byte equality.
+def _dump_whole(value: Any) -> bytes:
+    """A metadata value as put (``True`` stays ``true``, ``2.0`` stays ``2.0``)."""
+    return orjson.dumps(value, option=_WHOLE_OPTS, default=_reject)
+
+
+def dump_metadata(metadata: Mapping[str, Any]) -> tuple[bytes, dict[str, bytes]]:
+    """The metadata as stored: whole, as put (one JSON object, what readers load),
+    and one hash field per top-level key in canonical form (:func:`dump_json`),
+    which scripts filter by byte equality.
 
     Raises ValueError naming the key whose value is not JSON-serialisable.
     """
+    whole: list[bytes] = []
     fields: dict[str, bytes] = {}
     for key, value in metadata.items():
         if not isinstance(key, str):
             raise TypeError(f"metadata keys must be strings, got {key!r}")
         try:
-            key.encode("utf-8")
-            fields[METADATA_FIELD + key] = dump_json(value)
-        except UnicodeEncodeError:
-            raise ValueError(f"metadata key {key!r:.80} is not valid Unicode text") from None
+            name = _dump_key(key)
+            if type(value) in _SAME_BOTH_WAYS or value is None:
+                fields[METADATA_FIELD + key] = dumped = orjson.dumps(value)
+            else:
+                fields[METADATA_FIELD + key] = dump_json(value)
+                dumped = _dump_whole(value)
         except RecursionError:
             raise ValueError(f"metadata[{key!r:.80}] is nested too deeply") from None
-        except (TypeError, orjson.JSONEncodeError) as exc:
+        except TypeError as exc:  # orjson.JSONEncodeError too
             raise ValueError(f"metadata[{key!r:.80}] is not JSON-serialisable: {exc}") from None
-    return fields
+        whole.append(name + b":" + dumped)
+    return b"{" + b",".join(whole) + b"}", fields
 
 
-def joined_metadata(fields: Mapping[str, bytes]) -> bytes:
-    """The per-key fields of :func:`dump_metadata` as one JSON object: what readers
-    load (one field and one parse, where the per-key fields serve filters)."""
-    n = len(METADATA_FIELD)
-    return b"{" + b",".join(orjson.dumps(k[n:]) + b":" + v for k, v in fields.items()) + b"}"
+def _dump_key(key: str) -> bytes:
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"metadata key {key!r:.80} is not valid Unicode text") from None
+    return orjson.dumps(key)
 
 
-def load_metadata(joined: bytes) -> dict[str, Any]:
-    loaded: dict[str, Any] = orjson.loads(joined)
+def load_metadata(whole: bytes) -> dict[str, Any]:
+    loaded: dict[str, Any] = orjson.loads(whole)
     return loaded
 
 

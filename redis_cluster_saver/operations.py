@@ -7,7 +7,6 @@ with nothing written.
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -499,15 +498,14 @@ class Operations:
             "sort_key": search.sort_key(cid, thread_id, ns),
             "ts": _timestamp_ms(body.get("ts")),
         }
-        per_key = codec.dump_metadata(md)
-        fields["meta"] = codec.joined_metadata(per_key)
+        fields["meta"], per_key = codec.dump_metadata(md)
         fields.update(per_key)
         for name in ("source", "run_id"):
             if isinstance(md.get(name), str):
                 fields[name] = cast(str, md.get(name))
-        step = md.get("step")  # indexed as a number; 2.0 must match a filter on 2
-        if isinstance(step, (int, float)) and not isinstance(step, bool) and math.isfinite(step):
-            fields["step"] = int(step) if float(step).is_integer() else step
+        step = search.number(md.get("step"))  # the index's copy of step
+        if step is not None:
+            fields["step"] = step
         keys = self.layout.thread(thread_id)
         cp_key = validation.key_size(
             keys.checkpoint(ns, cid), "thread_id, checkpoint_ns and checkpoint['id']"
@@ -607,7 +605,7 @@ class Operations:
         if config is None and self._indexed():
             return (yield from self._with_indexes(lambda: self._indexed_list(filter, before_id, n)))
         if config is None:
-            return (yield from self._directory_list(filter_args, before_id, n))
+            return (yield from self._directory_list(filter, filter_args, before_id, n))
         thread_id = validation.thread_id(config)
         namespaces: list[str] = []
         if validation.configurable(config).get("checkpoint_ns") is not None:
@@ -626,9 +624,9 @@ class Operations:
         entries = sorted(entries, key=lambda e: (e[1], e[0]))  # id, then ns
         # oldest first: a delta is rebuilt on its already rebuilt base
         tuples = [self._tuple(thread_id, entry, values_of) for entry in entries][::-1]
-        if wanted:  # the 'id' read ignores filters; apply them here, on a few tuples
-            tuples = [t for t in tuples if _matches(t, filter, before_id)]
-        return tuples[:n]
+        # the 'id' read ignores filters; the others filtered exactly already, and
+        # the check (on tuples already loaded) only guards that
+        return [t for t in tuples if _matches(t, filter, before_id)][:n]
 
     # ---- across threads: the search index -------------------------------------
 
@@ -772,7 +770,11 @@ class Operations:
         return sorted(threads)
 
     def _directory_list(
-        self, filter_args: Sequence[bytes], before_id: str, limit: int | None
+        self,
+        filter: Mapping[str, Any] | None,
+        filter_args: Sequence[bytes],
+        before_id: str,
+        limit: int | None,
     ) -> Plan[list[CheckpointTuple]]:
         """Without an index: every thread's matching ids (scripts filter exactly),
         merged newest first, then only the winners loaded."""
@@ -797,7 +799,8 @@ class Operations:
             ),
             reverse=True,
         )
-        return (yield from self._load(found[:limit]))
+        loaded = yield from self._load(found[:limit])
+        return [t for t in loaded if _matches(t, filter, before_id)]
 
     def thread_ids(self) -> Plan[list[str]]:
         """Every thread in the directory (bucketed sets, no KEYS or SCAN)."""
@@ -962,7 +965,10 @@ def _flatten(mapping: Mapping[Any, Arg]) -> list[Arg]:
 
 
 def _matches(t: CheckpointTuple, filter: Mapping[str, Any] | None, before_id: str) -> bool:
+    """InMemorySaver's rule, on a loaded checkpoint: Python's ``==`` per filter item
+    (a missing key is None), the filter's value on the left as there."""
     cid = t.config["configurable"]["checkpoint_id"]
     if before_id and cid >= before_id:
         return False
-    return all(t.metadata.get(k) == v for k, v in (filter or {}).items())  # type: ignore[misc]
+    md: Mapping[str, Any] = t.metadata
+    return all(v == md.get(k) for k, v in (filter or {}).items())

@@ -121,6 +121,8 @@ def load_entries(keys: ThreadKeys, ns: str, ids: Sequence[str]) -> Plan[list[lis
 
 
 def _matches(cp: dict[bytes, bytes], filters: Sequence[tuple[bytes, bytes]]) -> bool:
+    """The read script's test: stored ``m:`` fields and filter values are both
+    canonical JSON (codec.dump_json), equal bytes exactly for equal values."""
     for field, want in filters:
         got = cp.get(field)
         if got != want and not (got is None and want == b"null"):

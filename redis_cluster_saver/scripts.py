@@ -151,7 +151,7 @@ READ = LuaScript(
 -- ARGV: handle, mode ('id': that checkpoint in each namespace | 'list' | 'ids':
 --       as 'list', answering {ns, id} pairs only), ttl ms,
 --       limit (0: all), before id, wanted id, namespace count n, n namespaces
---       (n = 0: all), then filter (field, json) pairs
+--       (n = 0: all), then filter (field, canonical JSON: codec.dump_json) pairs
 local B, mode = ARGV[1], ARGV[2]
 local ttl, limit, before, want = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local nn = tonumber(ARGV[7])

@@ -15,6 +15,7 @@ tag separator) costs speed, never correctness.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -98,8 +99,17 @@ def sort_key(checkpoint_id: str, thread_id: str, ns: str) -> str:
     return f"{key[: SORT_KEY_MAX - 42]}\x01{digest}"
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def number(value: Any) -> int | float | None:
+    """The index's form of a metadata ``step`` (None: not a finite number): bools as
+    ints and integral floats as ints, as Python's ``==`` equates them, so a filter
+    on ``1`` finds a step put as ``True`` or ``1.0``."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value) if value.is_integer() else value
+    return None
 
 
 def _tag_safe(value: Any) -> bool:
@@ -122,8 +132,8 @@ def expression(
     for key in ("source", "run_id"):
         if filter and key in filter and _tag_safe(filter[key]):
             parts.append(Tag(key) == filter[key])
-    step: Any = (filter or {}).get("step")
-    if _is_int(step) and abs(step) < 2**53:
+    step = number((filter or {}).get("step"))
+    if isinstance(step, int) and abs(step) < 2**53:  # exact in the index's doubles
         parts.append(Num("step") == step)
     if run_ids:
         parts.append(Tag("run_id") == list(run_ids))

@@ -682,11 +682,11 @@ TASKS = ["", "t", "{t}", "t:1", "\x00"]
 PATHS = ["", "~", "a\x00", "~:1"]
 ID_TAILS = ["", "{x}", ":", "%3A", "\x00", "\x01", "\n", "\u200f", "é"]
 MD_KEYS = ["source", "step", "run_id", "k:ey", "{x}", "\x00k", "é"]
-# No 0/1 next to True/False (Python's True == 1 would match in InMemorySaver, not in
-# JSON), no integral floats, no leading/trailing spaces and no top-level NUL in
-# filters (those are the known bugs tested above; leaving them out lets the machine
+# 0/1/1.0 next to True/False and 2.0 next to 2: Python's equality crosses the types,
+# and so must every filter. No leading/trailing spaces and no top-level NUL in
+# filters (those are the known cases tested above; leaving them out lets the machine
 # look for others).
-MD_VALUES = ["x", "xy", "x\x00y", "", "é", "{x}:|", None, 2, -7, 2.5, True, False]
+MD_VALUES = ["x", "xy", "x\x00y", "", "é", "{x}:|", None, 2, 2.0, -7, 2.5, True, False, 1, 0, 1.0]
 MD_NESTED: list[Any] = [[2, "a\x00"], [], {}, {"b": 2, "a": [None]}, {"a": [None], "b": 2}]
 FILTER_VALUES = st.sampled_from([v for v in MD_VALUES if v != "x\x00y"] + MD_NESTED)
 METADATA = st.dictionaries(
