@@ -9,17 +9,20 @@ bounded.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import signal
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Any
 
 from langgraph.checkpoint.base import empty_checkpoint
 
-from redis_cluster_saver import RedisClusterSaver
+from redis_cluster_saver import AsyncRedisClusterSaver, RedisClusterSaver
 from redis_cluster_saver.commands import RoundTrip
 
 WAIT = 60.0
@@ -87,9 +90,10 @@ def stop_at(saver: RedisClusterSaver, conn: Connection, how: str, after: int = 1
 class ListThread:
     """One agent thread whose ``messages`` list grows by one item per step, carried in
     memory from step to step as LangGraph's loop does. The first item is long (a
-    system prompt), so every later step is stored as a list delta."""
+    system prompt), so every later step is stored as a list delta. ``next`` gives a
+    put's arguments and ``done`` takes its result, for the sync and async savers alike."""
 
-    def __init__(self, saver: RedisClusterSaver, thread: str, run: str = "run-1") -> None:
+    def __init__(self, saver: Any, thread: str, run: str = "run-1") -> None:
         self.saver = saver
         self.config: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
         self.messages: list[str] = []
@@ -97,16 +101,22 @@ class ListThread:
         self.run = run
         self.step_no = 0
 
-    def step(self) -> tuple[str, list[str]]:
+    def next(self) -> tuple[Any, Any, Any, Any]:
         self.messages = [*self.messages, message(self.step_no)]
         self.version = self.saver.get_next_version(self.version, None)
         cp = empty_checkpoint()
         cp["channel_values"] = {"messages": self.messages}
         cp["channel_versions"] = {"messages": self.version}
         md: Any = {"step": self.step_no, "run_id": self.run, "source": "loop"}
-        self.config = self.saver.put(self.config, cp, md, {"messages": self.version})
+        return self.config, cp, md, {"messages": self.version}
+
+    def done(self, config: Any) -> tuple[str, list[str]]:
+        self.config = config
         self.step_no += 1
-        return cp["id"], list(self.messages)
+        return config["configurable"]["checkpoint_id"], list(self.messages)
+
+    def step(self) -> tuple[str, list[str]]:
+        return self.done(self.saver.put(*self.next()))
 
 
 def message(n: int) -> str:
@@ -131,3 +141,77 @@ def list_writer(conn: Connection, url: str, options: dict[str, Any], thread: str
     except BaseException as exc:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         raise
+
+
+@dataclass
+class Busy:
+    """What a busy agent saw: acknowledged (id, messages), errors, its slowest step."""
+
+    written: list[tuple[str, list[str]]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    slowest: float = 0.0
+
+    def timed(self, began: float) -> None:
+        self.slowest = max(self.slowest, time.monotonic() - began)
+
+    def failed(self, exc: BaseException) -> None:
+        self.errors.append(f"{type(exc).__name__}: {exc}")
+
+
+def _should_stop(conn: Connection, until: float, busy: Busy) -> bool:
+    return conn.poll() or time.monotonic() > until or len(busy.errors) > 5
+
+
+def busy_writer(
+    conn: Connection, url: str, options: dict[str, Any], thread: str, seconds: float
+) -> None:
+    """Steps of a graph (put, put_writes, get_tuple, list) in a loop until told to stop
+    or ``seconds`` pass; answers with a Busy. Errors are counted, not raised."""
+    busy = Busy()
+    until = time.monotonic() + seconds
+    with RedisClusterSaver.from_conn_string(url, **options) as saver:
+        agent = ListThread(saver, thread, run="busy")
+        conn.send(("ready",))
+        while not _should_stop(conn, until, busy):
+            began = time.monotonic()
+            try:
+                cid, messages = agent.step()
+                saver.put_writes(agent.config, [("messages", ["w"])], f"task-{cid}")
+                got = saver.get_tuple(agent.config)
+                assert got is not None and got.checkpoint["channel_values"]["messages"] == messages
+                assert len(list(saver.list(agent.config, limit=3))) >= 1
+                busy.written.append((cid, messages))
+            except BaseException as exc:
+                busy.failed(exc)
+            busy.timed(began)
+    conn.send(busy)
+
+
+def async_busy_writer(
+    conn: Connection, url: str, options: dict[str, Any], thread: str, seconds: float
+) -> None:
+    """busy_writer with the asyncio saver."""
+    asyncio.run(_async_busy(conn, url, options, thread, seconds))
+
+
+async def _async_busy(
+    conn: Connection, url: str, options: dict[str, Any], thread: str, seconds: float
+) -> None:
+    busy = Busy()
+    until = time.monotonic() + seconds
+    async with AsyncRedisClusterSaver.from_conn_string(url, **options) as saver:
+        agent = ListThread(saver, thread, run="busy")
+        conn.send(("ready",))
+        while not _should_stop(conn, until, busy):
+            began = time.monotonic()
+            try:
+                cid, messages = agent.done(await saver.aput(*agent.next()))
+                await saver.aput_writes(agent.config, [("messages", ["w"])], f"task-{cid}")
+                got = await saver.aget_tuple(agent.config)
+                assert got is not None and got.checkpoint["channel_values"]["messages"] == messages
+                assert len([t async for t in saver.alist(agent.config, limit=3)]) >= 1
+                busy.written.append((cid, messages))
+            except BaseException as exc:
+                busy.failed(exc)
+            busy.timed(began)
+    conn.send(busy)
