@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import signal
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -215,3 +216,53 @@ async def _async_busy(
                 busy.failed(exc)
             busy.timed(began)
     conn.send(busy)
+
+
+@dataclass
+class Fleet:
+    """What a fleet of agents saw: acknowledged (thread, id, messages), errors, and
+    the latency of each step in seconds."""
+
+    written: list[tuple[str, str, list[str]]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+
+
+def async_fleet(
+    conn: Connection, url: str, options: dict[str, Any], threads: list[str], seconds: float
+) -> None:
+    """One asyncio saver, one agent task per thread, each stepping (put, put_writes,
+    get_tuple) until told to stop or ``seconds`` pass; answers with a Fleet."""
+    asyncio.run(_fleet(conn, url, options, threads, seconds))
+
+
+async def _fleet(
+    conn: Connection, url: str, options: dict[str, Any], threads: list[str], seconds: float
+) -> None:
+    fleet = Fleet()
+    until = time.monotonic() + seconds
+    stop = asyncio.Event()
+
+    async def agent(saver: AsyncRedisClusterSaver, thread: str) -> None:
+        state = ListThread(saver, thread, run="fleet")
+        while not stop.is_set() and time.monotonic() < until and len(fleet.errors) < 50:
+            began = time.monotonic()
+            try:
+                cid, messages = state.done(await saver.aput(*state.next()))
+                await saver.aput_writes(state.config, [("messages", ["w"])], f"task-{cid}")
+                got = await saver.aget_tuple(state.config)
+                assert got is not None and got.checkpoint["channel_values"]["messages"] == messages
+                fleet.written.append((thread, cid, messages))
+            except Exception as exc:
+                fleet.errors.append(f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-6)}")
+            fleet.latencies.append(time.monotonic() - began)
+
+    async def stopper() -> None:
+        while not conn.poll() and time.monotonic() < until:
+            await asyncio.sleep(0.05)
+        stop.set()
+
+    async with AsyncRedisClusterSaver.from_conn_string(url, **options) as saver:
+        conn.send(("ready",))
+        await asyncio.gather(stopper(), *(agent(saver, t) for t in threads))
+    conn.send(fleet)
