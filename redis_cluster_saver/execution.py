@@ -26,6 +26,7 @@ from redis.exceptions import (
 from . import codec, scripts
 from .commands import Arg, Call, Command, Execution, Mode, Plan, RoundTrip, ScriptCall
 from .connection import is_cluster_client
+from .pool import NodeBounds
 
 T = TypeVar("T")
 SPLIT = {"HSET": 2, "ZADD": 2, "DEL": 1}  # commands whose arguments may go in chunks
@@ -333,9 +334,19 @@ class AsyncShell(Shell):
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
             try:
-                replies, error = await self.execute(trip), None
+                replies, error = await self.bounded(trip), None
             except (RedisError, RedisClusterException) as exc:
                 replies, error = None, exc
+
+    bounds: NodeBounds | None = None
+    """Trips at once per node, for an asyncio cluster client (its nodes cannot queue)."""
+
+    async def bounded(self, trip: RoundTrip) -> list[Any]:
+        """:meth:`execute`, after waiting for a turn on the node(s) the trip goes to."""
+        if self.bounds is None or not trip.calls:
+            return await self.execute(trip)
+        async with self.bounds.hold(trip):
+            return await self.execute(trip)
 
     async def execute(self, trip: RoundTrip) -> list[Any]:
         if not trip.calls:
