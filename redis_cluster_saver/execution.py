@@ -345,8 +345,11 @@ class AsyncShell(Shell):
         """:meth:`execute`, after waiting for a turn on the node(s) the trip goes to."""
         if self.bounds is None or not trip.calls:
             return await self.execute(trip)
-        async with self.bounds.hold(trip):
+        held = await self.bounds.take(trip)
+        try:
             return await self.execute(trip)
+        finally:
+            self.bounds.give(held)
 
     async def execute(self, trip: RoundTrip) -> list[Any]:
         if not trip.calls:

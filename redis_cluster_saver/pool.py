@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,6 +135,57 @@ def _key(call: Call) -> str | None:
     return call.keys[0] if call.keys else None
 
 
+class Turns:
+    """One node's turns: ``free`` of them, then callers queue in arrival order.
+
+    Every caller waits the same ``timeout``, so deadlines come in queue order and
+    one timer (for the head of the queue) serves them all: a wait costs a future,
+    not a task and a timer as ``asyncio.wait_for`` would."""
+
+    __slots__ = ("free", "limit", "timeout", "timer", "waiters", "where")
+
+    def __init__(self, where: str, limit: int, timeout: float) -> None:
+        self.where, self.limit, self.timeout = where, limit, timeout
+        self.free = limit
+        self.waiters: deque[tuple[float, asyncio.Future[None]]] = deque()
+        self.timer: asyncio.TimerHandle | None = None
+
+    async def take(self) -> None:
+        if self.free and not self.waiters:
+            self.free -= 1
+            return
+        loop = asyncio.get_running_loop()
+        turn: asyncio.Future[None] = loop.create_future()
+        self.waiters.append((loop.time() + self.timeout, turn))
+        if self.timer is None:
+            self.timer = loop.call_at(self.waiters[0][0], self.expire)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled() and turn.exception() is None:
+                self.give()  # handed a turn as the caller was cancelled: pass it on
+            raise
+
+    def give(self) -> None:
+        while self.waiters:
+            _, turn = self.waiters.popleft()
+            if not turn.done():
+                turn.set_result(None)  # the turn passes straight to the next caller
+                return
+        self.free += 1
+
+    def expire(self) -> None:
+        self.timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while self.waiters and (self.waiters[0][0] <= now or self.waiters[0][1].done()):
+            _, turn = self.waiters.popleft()
+            if not turn.done():
+                turn.set_exception(PoolTimeoutError(self.limit, self.timeout, self.where))
+        if self.waiters:
+            self.timer = loop.call_at(self.waiters[0][0], self.expire)
+
+
 class NodeBounds:
     """At most ``limit`` trips at once per node of an asyncio cluster client, whose
     nodes cannot queue (a full node raises MaxConnectionsError at once). A trip waits
@@ -150,7 +201,7 @@ class NodeBounds:
         self.client = client
         self.limit = limit
         self.timeout = timeout
-        self.bounds: dict[str, asyncio.Semaphore] = {}
+        self.nodes: dict[str, Turns] = {}
 
     @classmethod
     def of(cls, client: Any, limits: PoolLimits) -> NodeBounds:
@@ -160,42 +211,37 @@ class NodeBounds:
         limit = max(1, min(limits.max_connections, own // CLUSTER_NODE_HEADROOM))
         return cls(client, limit, limits.timeout)
 
-    async def nodes(self, trip: RoundTrip) -> list[str]:
+    def turns(self, name: str) -> Turns:
+        turns = self.nodes.get(name)
+        if turns is None:
+            where = "any node" if name == KEYLESS else name
+            turns = self.nodes[name] = Turns(where, self.limit, self.timeout)
+        return turns
+
+    async def take(self, trip: RoundTrip) -> list[Turns]:
+        """A turn on each node ``trip`` goes to: give them back with :meth:`give`."""
         await self.client.initialize()  # the slot map is known after it
         calls = trip.calls[:1] if trip.atomic or trip.wait else trip.calls
-        names = set()
-        for call in calls:
-            key = _key(call)
-            names.add(KEYLESS if key is None else self.client.get_node_from_key(key).name)
-        return sorted(names)
+        names = {KEYLESS if (key := _key(c)) is None else self.node_of(key) for c in calls}
+        return await self.take_names(sorted(names))
 
-    @asynccontextmanager
-    async def hold(self, trip: RoundTrip) -> AsyncIterator[None]:
-        """A turn on the node(s) ``trip`` goes to, for the time it runs."""
-        async with self.turns(await self.nodes(trip)):
-            yield
+    def node_of(self, key: str) -> str:
+        return str(self.client.get_node_from_key(key).name)
 
-    @asynccontextmanager
-    async def turns(self, names: Sequence[str]) -> AsyncIterator[None]:
-        """A turn on each of these nodes (by name), in this order."""
-        held: list[asyncio.Semaphore] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
+    async def take_names(self, names: Sequence[str]) -> list[Turns]:
+        """A turn on each of these nodes, in this order (all or none)."""
+        held: list[Turns] = []
         try:
             for name in names:
-                bound = self.bounds.get(name)
-                if bound is None:
-                    bound = self.bounds[name] = asyncio.Semaphore(self.limit)
-                if bound.locked():
-                    try:
-                        await asyncio.wait_for(bound.acquire(), max(0.0, deadline - loop.time()))
-                    except asyncio.TimeoutError:
-                        where = "any node" if name == KEYLESS else name
-                        raise PoolTimeoutError(self.limit, self.timeout, where) from None
-                else:
-                    await bound.acquire()  # free: returns at once
-                held.append(bound)
-            yield
-        finally:
-            for bound in held:
-                bound.release()
+                turns = self.turns(name)
+                await turns.take()
+                held.append(turns)
+        except BaseException:
+            self.give(held)
+            raise
+        return held
+
+    @staticmethod
+    def give(held: Sequence[Turns]) -> None:
+        for turns in held:
+            turns.give()

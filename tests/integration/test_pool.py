@@ -256,10 +256,13 @@ async def test_async_pool_timeout_is_a_clear_error(
             # the cluster's nodes cannot queue: the saver's own bound is the pool
             assert saver.shell.bounds is not None
             names = sorted(n.name for n in saver.client.get_primaries())
-            async with saver.shell.bounds.turns(names):
+            held = await saver.shell.bounds.take_names(names)
+            try:
                 began = time.monotonic()
                 with pytest.raises(PoolTimeoutError, match=r"pool_timeout=0\.5 s"):
                     await saver.aget_tuple(stored)
+            finally:
+                saver.shell.bounds.give(held)
         else:
             pool = saver.client.connection_pool
             conn = await pool.get_connection()
