@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := redis-server nutcracker
 TOPOLOGY ?= cluster
 
-.PHONY: venv system-deps lint unit integration test demo bench bench-cross-thread soak cluster-up cluster-down cluster-status clean
+.PHONY: venv system-deps lint unit integration test demo bench bench-cross-thread bench-pool soak cluster-up cluster-down cluster-status clean
 
 venv: $(STAMP)
 
@@ -58,6 +58,10 @@ bench: venv
 
 bench-cross-thread: venv
 	$(PY) -m benchmarks.cross_thread
+
+# 500 concurrent graph runs on one async saver on a cluster, against InMemorySaver.
+bench-pool: venv
+	$(PY) -m benchmarks.pool
 
 soak: venv system-deps
 	$(PY) -m benchmarks.soak

@@ -5,6 +5,10 @@ OSS cluster: with ``cluster_mode=None`` the server is asked (``INFO cluster``) a
 a cluster client is built when it says so. Several comma-separated seeds always
 mean a cluster. ``redis+sentinel://h1:p1,h2:p2/service[/db]`` resolves the
 primary through Sentinel and follows failovers.
+
+The clients built here queue for a connection (see pool.py): at most
+``max_connections`` per server, per node on a cluster, and a caller waits up to
+``pool_timeout`` seconds for one to come free.
 """
 
 from __future__ import annotations
@@ -22,6 +26,15 @@ import redis.asyncio.sentinel
 import redis.cluster
 import redis.connection
 import redis.sentinel
+
+from .pool import (
+    CLUSTER_NODE_HEADROOM,
+    AsyncQueuedPool,
+    AsyncQueuedSentinelPool,
+    PoolLimits,
+    QueuedPool,
+    QueuedSentinelPool,
+)
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 
@@ -87,6 +100,12 @@ def client_args(connection_args: Mapping[str, Any] | None) -> dict[str, Any]:
     args = dict(connection_args or {})
     if args.get("decode_responses"):
         raise ValueError("decode_responses=True is not supported: the saver stores binary values")
+    for name in ("max_connections", "connection_pool", "connection_pool_class"):
+        if name in args:
+            raise ValueError(
+                f"{name} in connection_args is not supported: the saver builds its pools "
+                "(use its max_connections and pool_timeout options, or pass a ready client)"
+            )
     args["decode_responses"] = False
     return args
 
@@ -129,16 +148,33 @@ class Flavor:
     cluster: Any
     node: Any
     sentinel: Any
+    pool: Any
+    sentinel_pool: Any
+
+    def cluster_pools(self, limits: PoolLimits) -> dict[str, Any]:
+        """How a cluster client's nodes queue: the sync client takes a pool class
+        for its nodes; the asyncio one cannot block (the saver bounds it, see
+        NodeBounds), so its own limit only leaves room above the saver's bound."""
+        if self.cluster is redis.asyncio.cluster.RedisCluster:
+            return {"max_connections": limits.max_connections * CLUSTER_NODE_HEADROOM}
+        return {"connection_pool_class": self.pool, **limits.blocking()}
 
 
 SYNC = Flavor(
-    redis.Redis, redis.cluster.RedisCluster, redis.cluster.ClusterNode, redis.sentinel.Sentinel
+    redis.Redis,
+    redis.cluster.RedisCluster,
+    redis.cluster.ClusterNode,
+    redis.sentinel.Sentinel,
+    QueuedPool,
+    QueuedSentinelPool,
 )
 ASYNC = Flavor(
     redis.asyncio.Redis,
     redis.asyncio.cluster.RedisCluster,
     redis.asyncio.cluster.ClusterNode,
     redis.asyncio.sentinel.Sentinel,
+    AsyncQueuedPool,
+    AsyncQueuedSentinelPool,
 )
 PROBE_ERRORS = (redis.ConnectionError, redis.ResponseError, redis.TimeoutError)
 STRICT_PROXY_ARGS: dict[str, Any] = (
@@ -153,7 +189,14 @@ def needs_probe(endpoint: Endpoint, cluster_mode: bool | None) -> bool:
     return cluster_mode is None and not endpoint.sentinel and len(endpoint.seeds) <= 1
 
 
-def build(flavor: Flavor, endpoint: Endpoint, args: dict[str, Any], cluster_mode: bool) -> Any:
+def build(
+    flavor: Flavor,
+    endpoint: Endpoint,
+    args: dict[str, Any],
+    cluster_mode: bool,
+    limits: PoolLimits | None = None,
+) -> Any:
+    limits = limits or PoolLimits()
     if endpoint.sentinel:
         keep = ("socket_timeout", "socket_connect_timeout", "protocol")
         sentinel = flavor.sentinel(
@@ -162,11 +205,18 @@ def build(flavor: Flavor, endpoint: Endpoint, args: dict[str, Any], cluster_mode
             **endpoint.auth,
             **args,
         )
-        return sentinel.master_for(endpoint.service, db=endpoint.db)
+        return sentinel.master_for(
+            endpoint.service,
+            db=endpoint.db,
+            connection_pool_class=flavor.sentinel_pool,
+            **limits.blocking(),
+        )
     if cluster_mode or len(endpoint.seeds) > 1:
         nodes = [flavor.node(h, p) for h, p in endpoint.seeds]
-        return flavor.cluster.from_url(endpoint.first_url, startup_nodes=nodes, **args)
-    return flavor.redis.from_url(endpoint.url, **args)
+        return flavor.cluster.from_url(
+            endpoint.first_url, startup_nodes=nodes, **args, **flavor.cluster_pools(limits)
+        )
+    return flavor.redis.from_pool(flavor.pool.from_url(endpoint.url, **args, **limits.blocking()))
 
 
 def probe(endpoint: Endpoint, args: dict[str, Any], cluster_mode: bool | None) -> bool:
@@ -201,14 +251,20 @@ def probe(endpoint: Endpoint, args: dict[str, Any], cluster_mode: bool | None) -
 
 
 def sync_client(
-    url: str, connection_args: Mapping[str, Any] | None = None, cluster_mode: bool | None = None
+    url: str,
+    connection_args: Mapping[str, Any] | None = None,
+    cluster_mode: bool | None = None,
+    limits: PoolLimits | None = None,
 ) -> Any:
     endpoint, args = parse_url(url), client_args(connection_args)
-    return build(SYNC, endpoint, args, probe(endpoint, args, cluster_mode))
+    return build(SYNC, endpoint, args, probe(endpoint, args, cluster_mode), limits)
 
 
 def async_client(
-    url: str, connection_args: Mapping[str, Any] | None = None, cluster_mode: bool | None = None
+    url: str,
+    connection_args: Mapping[str, Any] | None = None,
+    cluster_mode: bool | None = None,
+    limits: PoolLimits | None = None,
 ) -> Any:
     endpoint, args = parse_url(url), client_args(connection_args)
-    return build(ASYNC, endpoint, args, probe(endpoint, args, cluster_mode))
+    return build(ASYNC, endpoint, args, probe(endpoint, args, cluster_mode), limits)

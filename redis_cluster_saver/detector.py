@@ -22,6 +22,7 @@ from redis.exceptions import (
 )
 
 from .commands import Command, Execution, LuaScript, Plan, RoundTrip, ScriptCall, one
+from .errors import pool_exhausted
 from .keys import KeyLayout
 
 logger = logging.getLogger("redis_cluster_saver")
@@ -115,6 +116,8 @@ def _attempt(trip: RoundTrip) -> Plan[tuple[bool, Any]]:
     try:
         replies = yield trip
     except (RedisError, RedisClusterException) as exc:
+        if pool_exhausted(exc):
+            raise  # the client's own limit says nothing of the server
         return False, exc
     return True, replies
 
@@ -128,11 +131,13 @@ def _allowed(trip: RoundTrip, client_kind: str) -> Plan[bool]:
         try:
             yield trip
             return True
-        except (ConnectionError, TimeoutError):
-            if client_kind == "cluster":
+        except (ConnectionError, TimeoutError) as exc:
+            if client_kind == "cluster" or pool_exhausted(exc):
                 raise
             yield one(Command.keyless("PING"))  # raises if nothing answers at all
-        except (RedisError, RedisClusterException):
+        except (RedisError, RedisClusterException) as exc:
+            if pool_exhausted(exc):
+                raise
             return False
     return False
 

@@ -37,6 +37,7 @@ from .commands import (
     keys_of,
 )
 from .connection import is_cluster_client
+from .pool import NodeBounds
 
 T = TypeVar("T")
 TripHook = Callable[[str, RoundTrip], None]
@@ -357,10 +358,23 @@ class AsyncShell(Shell):
                 return done.value  # type: ignore[no-any-return]
             try:
                 self.notify("send", trip)
-                replies, error = await self.execute(trip), None
+                replies, error = await self.bounded(trip), None
                 self.notify("reply", trip)
             except (RedisError, RedisClusterException) as exc:
                 replies, error = None, exc
+
+    bounds: NodeBounds | None = None
+    """Trips at once per node, for an asyncio cluster client (its nodes cannot queue)."""
+
+    async def bounded(self, trip: RoundTrip) -> list[Any]:
+        """:meth:`execute`, after waiting for a turn on the node(s) the trip goes to."""
+        if self.bounds is None or not trip.calls:
+            return await self.execute(trip)
+        held = await self.bounds.take(trip)
+        try:
+            return await self.execute(trip)
+        finally:
+            self.bounds.give(held)
 
     async def execute(self, trip: RoundTrip) -> list[Any]:
         if not trip.calls:

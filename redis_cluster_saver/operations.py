@@ -57,7 +57,7 @@ from .commands import (
     refused,
 )
 from .detector import Capabilities, ModeLog, detect, is_refusal, probe_modes
-from .errors import DurabilityError
+from .errors import DurabilityError, pool_exhausted
 from .keys import KeyLayout, ThreadKeys, blob_field, unescape, write_field
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
@@ -69,7 +69,9 @@ IN_MOTION = (
     ReadOnlyError,
     RedisClusterException,
 )
-"""Errors of a topology changing under the operation: retried, not reported."""
+"""Errors of a topology changing under the operation: retried, not reported (but a
+full connection pool, also a ConnectionError to redis-py, is not one: see
+:func:`~.errors.pool_exhausted`)."""
 SCRIPT_IN_MOTION = ("non local key", "cluster is down")
 """What a server says when a script meets a key of a slot that is being moved (a
 key its declared keys did not name: read scripts find checkpoint ids at run time)
@@ -272,7 +274,9 @@ class Operations:
         in motion (TRYAGAIN, MOVED, ASK, CLUSTERDOWN during resharding or failover),
         retry until ``failover_wait`` runs out. Every operation is idempotent, so a
         retry after an unanswered attempt is safe. Timeouts are not retried: a
-        stalled server gets a clear error, not a longer wait."""
+        stalled server gets a clear error, not a longer wait; nor is a full
+        connection pool (redis-py's MaxConnectionsError is a ConnectionError, but
+        the client's own limit, not a lost connection)."""
         if self.capabilities is None:
             yield from self.setup()
         deadline = time.monotonic() + self.failover_wait
@@ -280,8 +284,10 @@ class Operations:
             try:
                 return (yield from make())
             except Exception as exc:
-                if isinstance(exc, TimeoutError) or not (
-                    isinstance(exc, IN_MOTION) or slot_in_motion(exc) or is_refusal(exc)
+                if (
+                    isinstance(exc, TimeoutError)
+                    or pool_exhausted(exc)
+                    or not (isinstance(exc, IN_MOTION) or slot_in_motion(exc) or is_refusal(exc))
                 ):
                     raise
                 error = exc
@@ -313,7 +319,9 @@ class Operations:
         while True:
             try:
                 return (yield from probe_modes(self.layout, self.client_kind, known))
-            except (*IN_MOTION, TimeoutError):
+            except (*IN_MOTION, TimeoutError) as exc:
+                if pool_exhausted(exc):
+                    raise
                 if time.monotonic() >= deadline:
                     raise first from None
                 yield pause(0.25)

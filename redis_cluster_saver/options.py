@@ -13,6 +13,7 @@ from .connection import check_client, client_kind
 from .detector import Capabilities
 from .keys import KeyLayout
 from .operations import TTL, Durability, Operations, next_version
+from .pool import DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_TIMEOUT, PoolLimits
 
 
 class SaverBase(BaseCheckpointSaver[str]):
@@ -24,7 +25,13 @@ class SaverBase(BaseCheckpointSaver[str]):
     endpoint; ``transactions=False`` / ``scripts=False`` to forbid MULTI or Lua;
     ``search=False`` to never use a search index; ``durability={"replicas": n,
     "timeout_ms": t}``; ``failover_wait`` seconds; ``list_deltas=False`` to store every list whole;
-    ``serde``. README.md has details.
+    ``max_connections`` per server (per node on a cluster, default 64) and
+    ``pool_timeout`` (seconds a caller waits for a free one, default 10) for the
+    clients the saver builds; ``serde``. README.md has details.
+
+    A client passed in keeps its own pool; an asyncio cluster client, whose nodes
+    cannot queue, is bounded per node by the saver within half its own per-node
+    limit (and within ``max_connections``).
     """
 
     ops: Operations
@@ -44,11 +51,14 @@ class SaverBase(BaseCheckpointSaver[str]):
         durability: Mapping[str, Any] | None = None,
         failover_wait: float = 15.0,
         list_deltas: bool = True,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        pool_timeout: float = DEFAULT_POOL_TIMEOUT,
         serde: SerializerProtocol | None = None,
     ) -> None:
         super().__init__(serde=serde)
         if (redis_url is None) == (redis_client is None):
             raise ValueError("pass exactly one of redis_url or redis_client")
+        self.pool_limits = PoolLimits.parse(max_connections, pool_timeout)
         if redis_client is not None:
             check_client(redis_client)
         self.redis_url = redis_url

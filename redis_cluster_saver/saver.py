@@ -18,9 +18,10 @@ from langgraph.checkpoint.base import (
 from typing_extensions import Self
 
 from .commands import Plan
-from .connection import async_client, sync_client
+from .connection import async_client, is_cluster_client, sync_client
 from .execution import AsyncShell, SyncShell
 from .options import SaverBase
+from .pool import NodeBounds
 
 T = TypeVar("T")
 
@@ -31,7 +32,9 @@ class RedisClusterSaver(SaverBase):
     def __init__(self, redis_url: str | None = None, **options: Any) -> None:
         super().__init__(redis_url, **options)
         if redis_url is not None:
-            self._attach(sync_client(redis_url, self.connection_args, self.cluster_mode))
+            self._attach(
+                sync_client(redis_url, self.connection_args, self.cluster_mode, self.pool_limits)
+            )
         self.shell = SyncShell(self.client, self.ops.mode)
 
     @classmethod
@@ -143,8 +146,12 @@ class AsyncRedisClusterSaver(SaverBase):
     def __init__(self, redis_url: str | None = None, **options: Any) -> None:
         super().__init__(redis_url, **options)
         if redis_url is not None:
-            self._attach(async_client(redis_url, self.connection_args, self.cluster_mode))
+            self._attach(
+                async_client(redis_url, self.connection_args, self.cluster_mode, self.pool_limits)
+            )
         self.shell = AsyncShell(self.client, self.ops.mode)
+        if is_cluster_client(self.client):
+            self.shell.bounds = NodeBounds.of(self.client, self.pool_limits)
 
     @classmethod
     @asynccontextmanager

@@ -254,7 +254,9 @@ async def _fleet(
                 assert got is not None and got.checkpoint["channel_values"]["messages"] == messages
                 fleet.written.append((thread, cid, messages))
             except Exception as exc:
-                fleet.errors.append(f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-6)}")
+                fleet.errors.append(
+                    f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-6)}"
+                )
             fleet.latencies.append(time.monotonic() - began)
 
     async def stopper() -> None:

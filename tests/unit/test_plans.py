@@ -8,8 +8,11 @@ from typing import Any
 import pytest
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from redis.exceptions import ConnectionError, MaxConnectionsError
 
 from redis_cluster_saver.commands import Command, Plan, RoundTrip, ScriptCall
+from redis_cluster_saver.detector import Capabilities, detect, probe_modes
+from redis_cluster_saver.errors import PoolTimeoutError
 from redis_cluster_saver.keys import KeyLayout
 from redis_cluster_saver.operations import TTL, Operations
 
@@ -128,3 +131,61 @@ def test_prune_rejects_unknown_strategies() -> None:
         next(ops().prune(["t"], "keep_some"))
     with pytest.raises(ValueError, match="keep_last"):
         next(ops().prune(["t"], keep_last=-1))
+
+
+# ---- a full connection pool is no failover and no refusal --------------------------
+
+FULL_POOLS = [
+    MaxConnectionsError("Too many connections"),
+    ConnectionError("No connection available."),  # redis-py's BlockingConnectionPool
+    PoolTimeoutError(1, 0.5),
+]
+
+
+def detected() -> Operations:
+    o = ops()
+    o.capabilities = Capabilities(transactions=True, scripts=True)
+    return o
+
+
+@pytest.mark.parametrize("full", FULL_POOLS)
+def test_a_full_pool_reaches_the_caller_at_once(full: Exception) -> None:
+    plan = detected().guarded(lambda: detected().get_tuple(config()))
+    next(plan)
+    with pytest.raises(type(full)):
+        plan.throw(full)  # no probe, no pause: the error itself
+
+
+def test_a_lost_connection_is_still_retried() -> None:
+    plan = detected().guarded(lambda: detected().get_tuple(config()))
+    next(plan)
+    probe = plan.throw(ConnectionError("Connection closed by server."))
+    assert names(probe) == ["PING"]
+
+
+@pytest.mark.parametrize("full", FULL_POOLS)
+def test_a_full_pool_while_waiting_out_a_failover_reaches_the_caller(full: Exception) -> None:
+    plan = detected().guarded(lambda: detected().get_tuple(config()))
+    next(plan)
+    plan.throw(ConnectionError("Connection closed by server."))  # the PING probe follows
+    with pytest.raises(type(full)):
+        plan.throw(full)
+
+
+@pytest.mark.parametrize("full", FULL_POOLS)
+@pytest.mark.parametrize("kind", ["single", "cluster"])
+def test_a_full_pool_during_detection_is_no_refusal(full: Exception, kind: str) -> None:
+    """Else INFO would read as refused (a proxy, no search) and stay so."""
+    plan = detect(KeyLayout("p"), kind)
+    next(plan)  # INFO server
+    with pytest.raises(type(full)):
+        plan.throw(full)
+
+
+@pytest.mark.parametrize("full", FULL_POOLS)
+def test_a_full_pool_during_the_mode_probe_is_no_refusal(full: Exception) -> None:
+    plan = probe_modes(KeyLayout("p"), "single")
+    next(plan)  # PING
+    plan.send(["PONG"])  # the MULTI probe
+    with pytest.raises(type(full)):
+        plan.throw(full)
