@@ -9,12 +9,15 @@ probes (the detector) can catch a refusal where it happens.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio
 from redis.exceptions import (
+    ClusterError,
     ConnectionError,
     MovedError,
     NoScriptError,
@@ -165,6 +168,20 @@ class Shell:
         script, which answers with the list of its commands' replies, packed."""
         return list(codec.reply(reply)) if len(trip.calls) > 1 else [reply]
 
+    def client_error(self, exc: Exception) -> Exception:
+        """The error to throw into the plan; anything but the client's own is re-raised.
+
+        redis-py's cluster clients follow an ASK to a node missing from their slot
+        map (a new primary taking its first slot) through ``None`` (redis-py issue
+        4015), and the asyncio one can meet a connection that a concurrent topology
+        refresh just closed: both are the topology moving under the call, and go to
+        the plan as the ClusterError they stand for."""
+        if isinstance(exc, (RedisError, RedisClusterException)):
+            return exc
+        if self.cluster and isinstance(exc, AttributeError) and _raised_by_redis(exc):
+            return ClusterError(f"the cluster's topology changed under the call ({exc})")
+        raise exc
+
     @staticmethod
     def advance(plan: Plan[T], replies: Any, error: Exception | None) -> RoundTrip:
         return plan.throw(error) if error is not None else plan.send(replies)
@@ -183,8 +200,8 @@ class SyncShell(Shell):
                 self.notify("send", trip)
                 replies, error = self.execute(trip), None
                 self.notify("reply", trip)
-            except (RedisError, RedisClusterException) as exc:
-                replies, error = None, exc
+            except Exception as exc:
+                replies, error = None, self.client_error(exc)
 
     def node_client(self, key: str) -> Any:
         """A client whose pipelines go to the one node that owns ``key``."""
@@ -269,6 +286,11 @@ class SyncShell(Shell):
             if isinstance(item, ResponseError):
                 raise item
         return list(replies)
+
+
+def _raised_by_redis(exc: BaseException) -> bool:
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and f"{os.sep}redis{os.sep}" in frames[-1].filename
 
 
 def _wire_args(call: Call) -> tuple[Any, ...]:
@@ -360,8 +382,8 @@ class AsyncShell(Shell):
                 self.notify("send", trip)
                 replies, error = await self.bounded(trip), None
                 self.notify("reply", trip)
-            except (RedisError, RedisClusterException) as exc:
-                replies, error = None, exc
+            except Exception as exc:
+                replies, error = None, self.client_error(exc)
 
     bounds: NodeBounds | None = None
     """Trips at once per node, for an asyncio cluster client (its nodes cannot queue)."""

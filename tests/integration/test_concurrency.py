@@ -5,13 +5,14 @@ chosen round trip.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from typing import Any
 
 import pytest
 
 from redis_cluster_saver import RedisClusterSaver
-from tests.support.agents import Agent, list_writer, message
+from tests.support.agents import Agent, churn, list_writer, message
 
 from .conftest import deployment_for, saver_options
 from .test_conformance import url_of
@@ -113,4 +114,36 @@ def test_a_thread_written_again_after_another_process_deleted_it_is_seen_across_
         assert listed == set(written)
         admin.delete_for_runs(["run-1"])
         assert admin.get_tuple(thread_config("again")) is None
+        assert list(admin.list(None)) == []
+
+
+@pytest.mark.parametrize(
+    ("topology", "extra"), DIRECTORY_PATHS[:3], ids=[f"{t}-{o}" for t, o in DIRECTORY_PATHS[:3]]
+)
+def test_writers_and_deleters_in_many_processes_leave_the_directory_exact(
+    request: pytest.FixtureRequest, topology: str, extra: dict[str, Any]
+) -> None:
+    """Three writers and one deleter act at random on six threads at once; afterwards
+    list(None) sees exactly the threads that hold checkpoints, and delete_for_runs of
+    every run leaves nothing."""
+    dep = deployment_for(request, topology)
+    options = saver_options(dep, **extra)
+    threads = [f"churn-{i}" for i in range(6)]
+    roles = [("writer", 60), ("writer", 60), ("writer", 60), ("deleter", 40)]
+    with contextlib.ExitStack() as stack:
+        agents = [
+            stack.enter_context(Agent(churn, url_of(dep), options, threads, role, n, seed))
+            for seed, (role, n) in enumerate(roles)
+        ]
+        for agent in agents:
+            assert agent.recv() == ("ready",)
+        for agent in agents:
+            agent.send("go")
+        assert [agent.recv() for agent in agents] == [n for _, n in roles]
+    with RedisClusterSaver.from_conn_string(url_of(dep), **options) as admin:
+        alive = {t for t in threads if admin.get_tuple(thread_config(t)) is not None}
+        listed = {t.config["configurable"]["thread_id"] for t in admin.list(None)}
+        assert listed == alive
+        admin.delete_for_runs([f"run-{t}" for t in threads])
+        assert [t for t in threads if admin.get_tuple(thread_config(t))] == []
         assert list(admin.list(None)) == []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import random
 import signal
 import time
 import traceback
@@ -268,3 +269,35 @@ async def _fleet(
         conn.send(("ready",))
         await asyncio.gather(stopper(), *(agent(saver, t) for t in threads))
     conn.send(fleet)
+
+
+def churn(
+    conn: Connection,
+    url: str,
+    options: dict[str, Any],
+    threads: list[str],
+    role: str,
+    steps: int,
+    seed: int,
+) -> None:
+    """``steps`` random acts on ``threads``: a writer puts the next step of one (its
+    in-memory list, as an agent would after its thread was deleted under it), a
+    deleter deletes, prunes or deletes the runs of one. Answers with the count done."""
+    rng = random.Random(seed)
+    with RedisClusterSaver.from_conn_string(url, **options) as saver:
+        agents = {t: ListThread(saver, t, run=f"run-{t}") for t in threads}
+        conn.send(("ready",))
+        conn.recv()
+        for _ in range(steps):
+            thread = rng.choice(threads)
+            if role == "writer":
+                agents[thread].step()
+            else:
+                act = rng.choice(["delete", "prune", "runs"])
+                if act == "delete":
+                    saver.delete_thread(thread)
+                elif act == "prune":
+                    saver.prune([thread], strategy="delete")
+                else:
+                    saver.delete_for_runs([f"run-{thread}"])
+        conn.send(steps)
