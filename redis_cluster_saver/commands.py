@@ -17,13 +17,16 @@ T = TypeVar("T")
 
 
 class Execution(str, Enum):
-    """How atomic trips and reads are carried out on a given server.
+    """How atomic trips (writes) are carried out on a given server.
 
-    ``transaction``: MULTI/EXEC for writes, same-slot Lua for reads (the default).
+    ``transaction``: MULTI/EXEC wherever the server allows it (the default).
     ``script``: where MULTI is refused but EVAL works (strict proxies), each write is
     one same-slot script, so it stays atomic.
     ``per_key``: where both are refused, plain commands in an order that never
-    exposes a half-written checkpoint, and reads done without scripts.
+    exposes a half-written checkpoint, a task's writes in one command.
+
+    Reads are decided apart (:attr:`Mode.scripts`): a server may allow MULTI and
+    refuse Lua (an ACL with ``-@scripting``).
     """
 
     TRANSACTION = "transaction"
@@ -37,6 +40,9 @@ class Mode:
     time when a refusal first appears."""
 
     execution: Execution = Execution.TRANSACTION
+    scripts: bool = True
+    """Reads and maintenance run as same-slot scripts (else as plain-command plans,
+    and list deltas, whose precondition needs a script, are off)."""
 
 
 Arg = str | bytes | int | float

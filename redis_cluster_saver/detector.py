@@ -58,14 +58,18 @@ class Capabilities:
     notes: list[str] = field(default_factory=list)
 
     def execution(self, transactions: bool | None, scripts: bool | None) -> Execution:
-        """The execution mode, honouring what the user forced."""
+        """How writes run, honouring what the user forced: MULTI wherever it is
+        allowed, one script where only Lua is, plain commands where both are refused."""
         multi = self.transactions if transactions is None else transactions
-        lua = self.scripts if scripts is None else scripts
-        if multi and lua is not False:
+        if multi:
             return Execution.TRANSACTION
-        if lua:
+        if self.read_scripts(scripts):
             return Execution.SCRIPT
         return Execution.PER_KEY
+
+    def read_scripts(self, scripts: bool | None) -> bool:
+        """Whether reads and maintenance run as scripts, decided apart from writes."""
+        return bool(self.scripts if scripts is None else scripts)
 
     def rows(self) -> list[tuple[str, str]]:
         """(what, finding) pairs for people: the doctor's table."""
@@ -82,7 +86,8 @@ class Capabilities:
             ("search sees all shards", yes(self.search_all_shards)),
             ("JSON module", yes(self.json)),
             ("replicas per primary", "unknown" if self.replicas is None else str(self.replicas)),
-            ("execution", self.execution(None, None).value),
+            ("writes", self.execution(None, None).value),
+            ("reads", "script" if self.read_scripts(None) else "plain"),
         ]
 
 
@@ -218,13 +223,17 @@ class ModeLog:
     def __init__(self) -> None:
         self.said: set[str] = set()
 
-    def fallback(self, execution: Execution, reason: str) -> None:
-        if execution is Execution.TRANSACTION or execution.value in self.said:
+    def fallback(self, execution: Execution, scripts: bool, reason: str) -> None:
+        said = f"{execution.value}/{scripts}"
+        if (execution is Execution.TRANSACTION and scripts) or said in self.said:
             return
-        self.said.add(execution.value)
-        how = (
-            "one Lua script per write (still atomic)"
-            if execution is Execution.SCRIPT
-            else "per-key commands (data first, registry last)"
+        self.said.add(said)
+        how = {
+            Execution.TRANSACTION: "MULTI/EXEC",
+            Execution.SCRIPT: "one Lua script per write (still atomic)",
+            Execution.PER_KEY: "per-key commands (data first, registry last)",
+        }[execution]
+        reads = "same-slot scripts" if scripts else "plain commands (scripts are refused)"
+        logger.warning(
+            "redis-cluster-saver: %s; running writes as %s and reads as %s", reason, how, reads
         )
-        logger.warning("redis-cluster-saver: %s; running writes as %s", reason, how)

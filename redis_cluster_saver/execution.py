@@ -137,7 +137,9 @@ class Shell:
         if len(trip.calls) == 1 and not isinstance(trip.calls[0], Require):
             return trip.calls[0]
         scripted = self.mode.execution is Execution.SCRIPT or (
-            self.script_writes and self.mode.execution is Execution.TRANSACTION
+            self.script_writes
+            and self.mode.execution is Execution.TRANSACTION
+            and self.mode.scripts
         )
         checked = any(isinstance(c, Require) for c in trip.calls)
         if trip.atomic and (scripted or checked) and not trip.force_multi:
@@ -145,22 +147,32 @@ class Shell:
         return None
 
     def durable_calls(self, trip: RoundTrip) -> tuple[str, list[Call]]:
-        """A durable trip as (key it routes by, calls): the write as one script (or
-        its plain commands where scripts are refused), then WAIT. WAIT counts the
-        replicas that acknowledged this connection's writes, so both go together,
-        without MULTI (WAIT inside MULTI does not wait)."""
+        """A durable trip as (key it routes by, calls): the write, then WAIT. WAIT
+        counts the replicas that acknowledged this connection's writes, so both go
+        together on one connection, WAIT after EXEC (inside MULTI it does not wait).
+        The write is one script where scripts run, else MULTI/EXEC where that runs,
+        else its plain commands."""
         assert trip.wait is not None
         replicas, timeout = trip.wait
         key = keys_of(trip.calls[0])[0]
-        per_key = self.mode.execution is Execution.PER_KEY
-        body: list[Call] = list(trip.calls) if per_key else [as_script(trip)]
-        return key, [*body, Command.of("WAIT", replicas, timeout)]
+        wait = Command.of("WAIT", replicas, timeout)
+        if self.mode.scripts and self.mode.execution is not Execution.PER_KEY:
+            return key, [as_script(trip), wait]
+        if self.mode.execution is Execution.TRANSACTION:
+            return key, [Command.of("MULTI"), *trip.calls, Command.of("EXEC"), wait]
+        return key, [*trip.calls, wait]
 
-    def durable_replies(self, replies: list[Any]) -> list[Any]:
+    def durable_replies(self, calls: list[Call], replies: list[Any]) -> list[Any]:
         """One reply per call of the trip, then WAIT's."""
-        if self.mode.execution is Execution.PER_KEY:
-            return replies
-        return [*codec.reply(replies[0]), replies[1]]
+        first = calls[0]
+        if isinstance(first, ScriptCall):
+            return [*codec.reply(replies[0]), replies[1]]
+        if isinstance(first, Command) and first.args == ("MULTI",):
+            for item in replies[-2]:  # EXEC's replies (an error in one is not raised)
+                if isinstance(item, Exception):
+                    raise item
+            return [*replies[-2], replies[-1]]
+        return replies
 
     @staticmethod
     def per_call(trip: RoundTrip, reply: Any) -> list[Any]:
@@ -217,7 +229,7 @@ class SyncShell(Shell):
             key, calls = self.durable_calls(trip)
             pipe = self.queued(self.node_client(key), calls)
             try:
-                return self.durable_replies(list(pipe.execute()))
+                return self.durable_replies(calls, list(pipe.execute()))
             except (MovedError, ConnectionError):
                 if self.cluster:  # the slot map is stale: learn it again before the retry
                     self.client.nodes_manager.initialize()
@@ -406,7 +418,7 @@ class AsyncShell(Shell):
             key, calls = self.durable_calls(trip)
             pipe = self.queued(await self.node_client(key), calls)
             try:
-                return self.durable_replies(list(await pipe.execute()))
+                return self.durable_replies(calls, list(await pipe.execute()))
             except (MovedError, ConnectionError):
                 if self.cluster:  # the slot map is stale: learn it again before the retry
                     self.nodes.clear()

@@ -249,17 +249,18 @@ class Operations:
             )
         self.single_node = caps.topology in ("standalone", "sentinel")
         self.mode.execution = caps.execution(self.transactions, self.scripts)
-        if self.mode.execution is not Execution.TRANSACTION:
+        self.mode.scripts = caps.read_scripts(self.scripts)
+        if self.mode.execution is not Execution.TRANSACTION or not self.mode.scripts:
             forced = self.transactions is False or self.scripts is False
+            refused = [
+                w for w, ok in (("MULTI", caps.transactions), ("scripts", caps.scripts)) if not ok
+            ]
             reason = (
                 "forced by options"
                 if forced
-                else (
-                    f"the server refuses {'MULTI' if not caps.transactions else 'scripts'}"
-                    f" ({caps.topology})"
-                )
+                else f"the server refuses {' and '.join(refused)} ({caps.topology})"
             )
-            self.log.fallback(self.mode.execution, reason)
+            self.log.fallback(self.mode.execution, self.mode.scripts, reason)
 
     def setup(self) -> Plan[Capabilities]:
         """Probe the server once (again on every call: setup is idempotent)."""
@@ -297,12 +298,13 @@ class Operations:
                 yield pause(0.1)
                 continue
             multi, lua = yield from self._reachable(error, deadline)
-            execution = Capabilities(transactions=multi, scripts=lua).execution(
-                self.transactions, self.scripts
-            )
-            if execution is not self.mode.execution:
-                self.log.fallback(execution, f"the server refused a request mid-flight ({error})")
-                self.mode.execution = execution
+            now = Capabilities(transactions=multi, scripts=lua)
+            execution = now.execution(self.transactions, self.scripts)
+            scripts = now.read_scripts(self.scripts)
+            if (execution, scripts) != (self.mode.execution, self.mode.scripts):
+                reason = f"the server refused a request mid-flight ({error})"
+                self.log.fallback(execution, scripts, reason)
+                self.mode.execution, self.mode.scripts = execution, scripts
             elif not isinstance(error, ConnectionError) or time.monotonic() >= deadline:
                 raise error
             else:
@@ -336,7 +338,7 @@ class Operations:
         (where scripts are refused it follows as its own steps). In durable mode the
         trip ends with WAIT, and too few acknowledgements raise."""
         renew = bool(self.ttl.ms)
-        if renew and self.execution is not Execution.PER_KEY:
+        if renew and self.mode.scripts:
             calls, renew = [*calls, self._touch_call(keys)], False
         d = self.durability
         wait = (d.replicas, d.timeout_ms) if d else None
@@ -350,7 +352,7 @@ class Operations:
     def _scripts(self, calls: Sequence[ScriptCall]) -> Plan[list[Any]]:
         """Script calls in one trip, or, where scripts are refused, the same work
         as plain-command plans (same replies, more round trips)."""
-        if self.execution is not Execution.PER_KEY:
+        if self.mode.scripts:
             return list((yield RoundTrip(tuple(calls))))
         replies = []
         for call in calls:
@@ -480,7 +482,7 @@ class Operations:
         values = body.pop("channel_values", None) or {}
         blobs: dict[str, bytes] = {}
         lists: dict[str, tuple[str, deltas.Written, str | None]] = {}  # field: channel, what, base
-        compact = self.list_deltas and self.execution is not Execution.PER_KEY
+        compact = self.list_deltas and self.mode.scripts  # a delta's precondition is a script
         for channel, version in new_versions.items():  # names checked above
             if channel in values:
                 f = blob_field(channel, version)
@@ -569,19 +571,29 @@ class Operations:
         key = validation.key_size(
             keys.writes(ns, cid), "thread_id, checkpoint_ns and checkpoint_id"
         )
-        overwrite: dict[str, bytes] = {}
-        calls: list[Call] = []
+        overwrite: dict[str, bytes] = {}  # special channels keep one slot and overwrite it
+        ordinary: dict[str, bytes] = {}  # never overwritten: a retried task keeps its first result
         for idx, (channel, value) in enumerate(writes):
             validation.text(channel, "write channel")
             i = WRITES_IDX_MAP.get(channel, idx)
             type_, data = _dump_typed(self.serde, value, f"write to {channel!r}")
             frame = codec.dump_write(task_id, channel, type_, data, task_path, i)
-            if i < 0:  # special channels keep one slot and overwrite it
-                overwrite[write_field(task_id, i)] = frame
-            else:  # ordinary writes never overwrite: a retried task keeps its first result
-                calls.append(Command.of("HSETNX", key, write_field(task_id, i), frame))
-        if overwrite:
-            calls.append(Command(("HSET", key, *_flatten(overwrite))))
+            (overwrite if i < 0 else ordinary)[write_field(task_id, i)] = frame
+        if not overwrite and not ordinary:
+            return
+        if self.execution is Execution.PER_KEY:
+            # no transaction to hold them: one HSET carries the task's writes, all or
+            # none, with the ordinary ones already stored left out
+            if ordinary:
+                (present,) = yield one(Command(("HMGET", key, *ordinary)))
+                ordinary = {f: v for (f, v), got in zip(ordinary.items(), present) if got is None}
+            calls: list[Call] = []
+            if ordinary or overwrite:
+                calls = [Command(("HSET", key, *_flatten({**ordinary, **overwrite})))]
+        else:
+            calls = [Command.of("HSETNX", key, f, v) for f, v in ordinary.items()]
+            if overwrite:
+                calls.append(Command(("HSET", key, *_flatten(overwrite))))
         if calls:  # listed first: a cleanup must find every writes hash there is
             yield from self._write(keys, [Command.of("SADD", keys.write_keys, key), *calls])
 

@@ -114,9 +114,16 @@ def load_entries(keys: ThreadKeys, ns: str, ids: Sequence[str]) -> Plan[list[lis
         return []
     # the client looks bases up across the entries of a reply: the first carries them
     bases = yield from _bases(keys, ns, [v for row in rows for v in row[4]], set())
+    # Read last, after its values: a checkpoint still there was not deleted before
+    # them (deletions drop the checkpoint first, its values after; a TTL sets them
+    # all at once, the checkpoint first). One gone meanwhile is dropped, as if read
+    # a moment later, never returned with its values missing.
+    alive = yield RoundTrip(
+        tuple(Command.of("EXISTS", keys.checkpoint(ns, c)) for c, _, _ in found)
+    )
+    kept = [(row, cp) for row, (_, cp, _), n in zip(rows, found, alive, strict=True) if n]
     return [  # and, past the script's shape, the whole hash, which filters read
-        [*row, bases if i == 0 else [], cp]
-        for i, (row, (_, cp, _)) in enumerate(zip(rows, found, strict=True))
+        [*row, bases if i == 0 else [], cp] for i, (row, cp) in enumerate(kept)
     ]
 
 

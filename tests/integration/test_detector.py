@@ -142,7 +142,8 @@ def test_doctor_prints_a_table(request: pytest.FixtureRequest, topology: str) ->
     table = {k.strip(): v.strip() for k, v in table.items()}
     assert table["topology"] == topology
     assert table["MULTI/EXEC on one slot"] == ("no" if topology == "proxy" else "yes")
-    assert table["execution"] == ("script" if topology == "proxy" else "transaction")
+    assert table["writes"] == ("script" if topology == "proxy" else "transaction")
+    assert table["reads"] == "script"
 
 
 def test_doctor_fails_clearly_on_an_unreachable_server() -> None:

@@ -190,11 +190,17 @@ def sent_keys(trips: list[RoundTrip]) -> tuple[list[str], list[str]]:
     return keys, handles
 
 
-def operations(prefix: str, execution: Execution, single_node: bool, search: bool) -> Operations:
+def operations(
+    prefix: str, execution: Execution, single_node: bool, search: bool, scripts: bool = True
+) -> Operations:
     ops = Operations(KeyLayout(prefix), SERDE, TTL(minutes=1, refresh_on_read=True))
     ops.single_node = single_node
     ops.client_kind = "single" if single_node else "cluster"
     ops.mode.execution = execution
+    # scripts run in script mode, never in per-key mode; with MULTI, either way
+    ops.mode.scripts = execution is Execution.SCRIPT or (
+        scripts and execution is Execution.TRANSACTION
+    )
     ops.capabilities = Capabilities(search=search, search_all_shards=single_node)
     return ops
 
@@ -214,6 +220,7 @@ def operations(prefix: str, execution: Execution, single_node: bool, search: boo
     execution=st.sampled_from(list(Execution)),
     single_node=st.booleans(),
     search=st.booleans(),
+    scripts=st.booleans(),
 )
 def test_every_key_starts_with_the_prefix(
     prefix: str,
@@ -229,8 +236,9 @@ def test_every_key_starts_with_the_prefix(
     execution: Execution,
     single_node: bool,
     search: bool,
+    scripts: bool,
 ) -> None:
-    ops = operations(prefix, execution, single_node, search)
+    ops = operations(prefix, execution, single_node, search, scripts)
     server = FakeServer(ops.layout, thread, ns, cid, channels[0][0])
     conf: RunnableConfig = {
         "configurable": {"thread_id": thread, "checkpoint_ns": ns, "checkpoint_id": parent}
@@ -244,7 +252,7 @@ def test_every_key_starts_with_the_prefix(
     writes = [(ch, ch) for ch, _ in channels] + [("__error__", 1)]
     # the detector on an instance of its own: adopting its findings would reset the
     # execution mode and search flag this example asks for
-    detecting = operations(prefix, execution, single_node, search)
+    detecting = operations(prefix, execution, single_node, search, scripts)
     plans: list[Callable[[], Plan[Any]]] = [
         detecting.setup,
         lambda: ops.put(conf, checkpoint, metadata, dict(channels)),
