@@ -99,7 +99,7 @@ def test_a_per_key_read_with_a_delete_between_its_trips_is_never_torn(
             stored = put_one(admin, "torn", 7)
             fired: list[int] = []
 
-            def hook(event: str, trip: RoundTrip) -> None:
+            def hook(event: str, trip: RoundTrip, fired: list[int] = fired) -> None:
                 if event == "reply" and not fired:
                     fired.append(1)
                     admin.delete_thread("torn")

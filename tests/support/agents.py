@@ -301,3 +301,75 @@ def churn(
                 else:
                     saver.delete_for_runs([f"run-{thread}"])
         conn.send(steps)
+
+
+BIG = "w" * 40_000
+"""A pending write's payload: big enough that a task's writes span several socket
+reads on the server, so a kill can land in the middle of them."""
+
+
+def step_args(thread: str, n: int, parent: str | None) -> tuple[Any, Any, Any, Any]:
+    """Step ``n`` of a graph thread: its checkpoint (the history grows by one message,
+    ``n`` counts the steps) and its config."""
+    cp = empty_checkpoint()
+    cp["channel_values"] = {"messages": [message(i) for i in range(n + 1)], "n": n}
+    cp["channel_versions"] = {"messages": f"{n + 1:08d}", "n": f"{n + 1:08d}"}
+    conf: dict[str, Any] = {"thread_id": thread, "checkpoint_ns": ""}
+    if parent:
+        conf["checkpoint_id"] = parent
+    new = {"messages": cp["channel_versions"]["messages"], "n": cp["channel_versions"]["n"]}
+    return {"configurable": conf}, cp, {"step": n, "source": "loop"}, new
+
+
+def task_writes(n: int) -> list[tuple[str, Any]]:
+    return [("messages", [f"reply {n}", BIG]), ("n", n + 1), ("log", f"task {n} " + BIG)]
+
+
+def graph_steps(conn: Connection, url: str, options: dict[str, Any], thread: str) -> None:
+    """Real graph steps (a put, then a task's three pending writes) from where the
+    thread stands, until killed; every acknowledged operation is reported with what
+    it sent, so a test can replay exactly those on InMemorySaver."""
+    with RedisClusterSaver.from_conn_string(url, **options) as saver:
+        latest = saver.get_tuple({"configurable": {"thread_id": thread, "checkpoint_ns": ""}})
+        n = latest.metadata["step"] + 1 if latest else 0
+        parent = latest.checkpoint["id"] if latest else None
+        conn.send(("ready",))
+        while n < 10_000:
+            args = step_args(thread, n, parent)
+            stored = saver.put(*args)
+            conn.send(("put", args))
+            saver.put_writes(stored, task_writes(n), f"task-{n}")
+            conn.send(("writes", stored, n))
+            parent, n = stored["configurable"]["checkpoint_id"], n + 1
+
+
+def whole(tup: Any) -> list[str]:
+    """What is wrong with a checkpoint read back: values missing, or a task with only
+    some of its writes."""
+    wrong = []
+    values = tup.checkpoint["channel_values"]
+    n = tup.metadata["step"]
+    if values.get("n") != n or values.get("messages") != [message(i) for i in range(n + 1)]:
+        wrong.append(f"checkpoint {n}: values {sorted(values)} are not whole")
+    tasks: dict[str, int] = {}
+    for task_id, _, _ in tup.pending_writes or []:
+        tasks[task_id] = tasks.get(task_id, 0) + 1
+    wrong += [f"task {t}: {k} of 3 writes" for t, k in tasks.items() if k != 3]
+    return wrong
+
+
+def watcher(conn: Connection, url: str, options: dict[str, Any], thread: str) -> None:
+    """Reads the thread (latest, by id, a page of history) until told to stop, and
+    answers with what it found wrong and how many checkpoints it read."""
+    wrong: list[str] = []
+    seen = 0
+    config: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    with RedisClusterSaver.from_conn_string(url, **options) as saver:
+        conn.send(("ready",))
+        deadline = time.monotonic() + 300
+        while not conn.poll() and time.monotonic() < deadline:
+            for tup in [saver.get_tuple(config), *saver.list(config, limit=3)]:
+                if tup is not None:
+                    seen += 1
+                    wrong += whole(tup)
+    conn.send((wrong[:20], seen))
