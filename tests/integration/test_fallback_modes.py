@@ -5,6 +5,7 @@ writes all or none in every mode; a per-key read never torn."""
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -142,3 +143,26 @@ def test_per_key_writes_of_a_task_go_in_one_command(standalone: Any) -> None:
             ("b", 2),
             ("c", 3),
         ]
+
+
+def test_a_per_key_read_across_an_expiry_is_never_torn(standalone: Any) -> None:
+    """The thread's TTL runs out between the read's round trips: None, not a
+    checkpoint whose values expired under it."""
+    options = saver_options(standalone, ttl={"default_ttl": 0.005}, **PER_KEY)  # 300 ms
+    with RedisClusterSaver.from_conn_string(standalone.url, **options) as saver:
+        for _ in range(3):
+            stored = put_one(saver, "expiring", 3)
+            waited: list[int] = []
+
+            def hook(event: str, trip: RoundTrip, waited: list[int] = waited) -> None:
+                if event == "reply" and not waited:
+                    waited.append(1)
+                    time.sleep(0.4)
+
+            saver.shell.hook = hook
+            try:
+                got = saver.get_tuple(stored)
+            finally:
+                saver.shell.hook = None
+            assert waited
+            assert got is None or got.checkpoint["channel_values"] == {"n": 3, "text": "x" * 100}
