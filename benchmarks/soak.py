@@ -17,9 +17,9 @@ import time
 import uuid
 from typing import Any
 
-from benchmarks.faultload import lost, run_load
 from cluster.faults import kill_primary, wait_for_failover
 from cluster.harness import start, stop
+from tests.support.faultload import lost, run_load
 
 MODES: dict[str, dict[str, Any]] = {
     "default": {},

@@ -13,9 +13,9 @@ import pytest
 
 from redis_cluster_saver import RedisClusterSaver
 from tests.support.agents import Agent, churn, list_writer, message
+from tests.support.servers import url_of
 
 from .conftest import deployment_for, saver_options
-from .test_conformance import url_of
 
 TOPOLOGIES = ["standalone", "cluster", "proxy"]
 DELETERS = {

@@ -17,9 +17,9 @@ from langgraph.checkpoint.memory import InMemorySaver
 from redis_cluster_saver import RedisClusterSaver
 from redis_cluster_saver.commands import Execution
 from tests.support.agents import Agent, graph_steps, task_writes, watcher, whole
+from tests.support.servers import url_of
 
 from .conftest import deployment_for, saver_options
-from .test_conformance import url_of
 
 PER_KEY = {"transactions": False, "scripts": False}
 MODES = [

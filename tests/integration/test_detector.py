@@ -16,9 +16,9 @@ from langgraph.checkpoint.base import empty_checkpoint
 from redis_cluster_saver import RedisClusterSaver
 from redis_cluster_saver.commands import Execution
 from tests.support.counting import commands_in, recording
+from tests.support.servers import url_of
 
 from .conftest import deployment_for, saver_options
-from .test_conformance import url_of
 
 EXPECTED = {
     # topology: (server, topology, MULTI, scripts, search, search on all shards, json, mode)

@@ -11,9 +11,9 @@ from langgraph.checkpoint.base import empty_checkpoint
 from cluster.faults import pause, resume
 from redis_cluster_saver import DurabilityError, RedisClusterSaver
 from tests.support.counting import commands_in, recording
+from tests.support.servers import url_of
 
 from .conftest import deployment_for, saver_options
-from .test_conformance import url_of
 
 DURABLE = {"replicas": 1, "timeout_ms": 2000}
 

@@ -22,9 +22,9 @@ from cluster.faults import kill_primary, slot_owner, wait_for_failover
 from redis_cluster_saver import RedisClusterSaver
 from redis_cluster_saver.commands import Command, Execution, RoundTrip
 from redis_cluster_saver.keys import KeyLayout
+from tests.support.servers import url_of
 
 from .conftest import saver_options
-from .test_conformance import url_of
 
 STEPS = 50
 KILL_AT = 20

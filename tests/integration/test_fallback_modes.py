@@ -17,9 +17,9 @@ from langgraph.checkpoint.base import empty_checkpoint
 from redis_cluster_saver import RedisClusterSaver
 from redis_cluster_saver.commands import Execution, RoundTrip
 from tests.support.counting import commands_in, recording
+from tests.support.servers import url_of
 
 from .conftest import deployment_for, saver_options
-from .test_conformance import url_of
 
 PER_KEY = {"transactions": False, "scripts": False}
 

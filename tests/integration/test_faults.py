@@ -20,13 +20,13 @@ from redis.crc import key_slot
 from redis.exceptions import TimeoutError
 from redis.retry import Retry
 
-from benchmarks.faultload import lost, run_load
 from cluster.faults import kill_primary, migrate_slot, pause, resume, slot_owner, wait_for_failover
 from redis_cluster_saver import RedisClusterSaver
 from redis_cluster_saver.commands import Command
+from tests.support.faultload import lost, run_load
+from tests.support.servers import url_of
 
 from .conftest import saver_options
-from .test_conformance import url_of
 
 WRITERS, THREADS, SECONDS = 4, 24, 6.0
 MODES = {"default": {}, "durable": {"durability": {"replicas": 1, "timeout_ms": 1000}}}

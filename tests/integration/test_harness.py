@@ -42,6 +42,7 @@ from cluster import (
 from cluster import binaries as harness_binaries
 from cluster.model import load_state
 from redis_cluster_saver.connection import STRICT_PROXY_ARGS
+from tests.support.harness_cli import harness_cli
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_FOR = {
@@ -389,44 +390,31 @@ def test_stop_never_signals_a_recycled_pid(tmp_path: Path) -> None:
         bystander.wait()
 
 
-def _cli(run_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, RCS_CLUSTER_RUN_DIR=str(run_dir))
-    return subprocess.run(
-        [sys.executable, "-m", "cluster", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_cli_up_reuse_stale_and_down(tmp_path: Path) -> None:
     if available("plain"):
         pytest.skip(str(available("plain")))
     run = tmp_path / "run"
-    first = _cli(run, "up", "plain")
+    first = harness_cli(run, "up", "plain")
     assert first.returncode == 0, first.stderr
     dep = load_state(run / "plain")
     assert dep is not None and dep.url in first.stdout
     pid = dep.nodes[0].pid
 
-    again = _cli(run, "up", "plain")
+    again = harness_cli(run, "up", "plain")
     assert again.returncode == 0 and "reused" in again.stdout
-    status = _cli(run, "status")
+    status = harness_cli(run, "status")
     assert dep.url in status.stdout and str(pid) in status.stdout
 
     os.kill(pid, signal.SIGKILL)  # make the state stale
     time.sleep(0.2)
-    replaced = _cli(run, "up", "plain")
+    replaced = harness_cli(run, "up", "plain")
     assert replaced.returncode == 0 and "started" in replaced.stdout
     new = load_state(run / "plain")
     assert new is not None and new.nodes[0].pid != pid
     with redis.Redis.from_url(new.url) as r:
         assert r.ping()
 
-    down = _cli(run, "down")
+    down = harness_cli(run, "down")
     assert down.returncode == 0 and "plain" in down.stdout
     assert not (run / "plain").exists()
     deadline = time.monotonic() + 5

@@ -12,9 +12,9 @@ from langgraph.checkpoint.base import empty_checkpoint
 
 from redis_cluster_saver import AsyncRedisClusterSaver, RedisClusterSaver
 from redis_cluster_saver.keys import blob_field
+from tests.support.servers import url_of
 
 from .conftest import deployment_for, saver_options
-from .test_conformance import url_of
 
 FORCED = {"scripts": {}, "per-key": {"transactions": False, "scripts": False}}
 

@@ -14,9 +14,9 @@ from redis.exceptions import ConnectionError
 
 from redis_cluster_saver import AsyncRedisClusterSaver, RedisClusterSaver
 from redis_cluster_saver.commands import Execution, RoundTrip
+from tests.support.servers import url_of
 
 from .conftest import deployment_for, saver_options
-from .test_conformance import url_of
 
 MODES = [
     ("standalone", {}, Execution.TRANSACTION),

@@ -31,10 +31,10 @@ from cluster.processes import no_retry
 from redis_cluster_saver import AsyncRedisClusterSaver, RedisClusterSaver, scripts, search
 from redis_cluster_saver.commands import Execution, LuaScript
 from redis_cluster_saver.keys import KeyLayout
+from tests.support.conformance import SyncDriven, assert_all_passed
+from tests.support.harness_cli import harness_cli
 
 from .conftest import deployment_for, saver_options
-from .test_conformance import SyncDriven, assert_all_passed
-from .test_harness import _cli
 
 Saver = RedisClusterSaver | AsyncRedisClusterSaver
 
@@ -197,19 +197,19 @@ def test_cli_up_tls(tmp_path: Path) -> None:
     if available("tls"):
         pytest.skip(str(available("tls")))
     run = tmp_path / "run"
-    up = _cli(run, "up", "tls")
+    up = harness_cli(run, "up", "tls")
     assert up.returncode == 0, up.stderr
     dep = load_state(run / "tls")
     assert dep is not None and dep.url.startswith("rediss://") and dep.url in up.stdout
     assert "ssl_ca_certs" in up.stdout
     try:
-        assert _cli(run, "up", "tls").stdout.count("reused") == 1
-        check = _cli(run, "status", "tls", "--check")
+        assert harness_cli(run, "up", "tls").stdout.count("reused") == 1
+        check = harness_cli(run, "status", "tls", "--check")
         assert "health: ok" in check.stdout, check.stdout
         with redis.Redis.from_url(dep.url, **dep.client_kwargs) as r:
             assert r.ping()
     finally:
-        down = _cli(run, "down", "tls")
+        down = harness_cli(run, "down", "tls")
     assert down.returncode == 0 and "tls" in down.stdout
     assert not (run / "tls").exists()
 

@@ -21,3 +21,11 @@ def keys_under(deployment: Any, prefix: str) -> list[bytes]:
         found += list(client.scan_iter(match=f"{prefix}:*", count=1000))
         client.close()
     return sorted(found)
+
+
+def url_of(deployment: Any) -> str:
+    """The URL a saver is given for a deployment (Sentinel: its sentinels and service)."""
+    if deployment.topology == "sentinel":
+        hosts = ",".join(f"{h}:{p}" for h, p in deployment.sentinels)
+        return f"redis+sentinel://{hosts}/{deployment.service_name}"
+    return str(deployment.url)
