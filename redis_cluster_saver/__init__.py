@@ -1,6 +1,7 @@
 """LangGraph checkpoint saver for Redis Cluster first: one slot per thread, one
 round trip per operation, on clusters, Sentinel, proxies and single servers."""
 
+from .detector import Capabilities
 from .errors import DurabilityError, SaverError
 from .keys import KeyLayout
 from .operations import TTL
@@ -9,6 +10,7 @@ from .saver import AsyncRedisClusterSaver, RedisClusterSaver
 __all__ = [
     "TTL",
     "AsyncRedisClusterSaver",
+    "Capabilities",
     "DurabilityError",
     "KeyLayout",
     "RedisClusterSaver",

@@ -55,7 +55,7 @@ def doctor(saver: RedisClusterSaver, options: argparse.Namespace) -> int:
 def threads(saver: RedisClusterSaver, options: argparse.Namespace) -> int:
     """Threads, newest activity first (the newest checkpoint id of each)."""
     newest = []
-    for tid in saver._run(saver.ops.thread_ids):
+    for tid in saver.list_threads():
         latest = next(iter(saver.list({"configurable": {"thread_id": tid}}, limit=1)), None)
         if latest is not None:
             newest.append((latest.checkpoint["id"], tid, latest.metadata.get("step")))

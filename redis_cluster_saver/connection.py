@@ -110,8 +110,26 @@ def client_args(connection_args: Mapping[str, Any] | None) -> dict[str, Any]:
     return args
 
 
+CLOSED_CLIENT = (
+    "the Redis cluster client is closed (redis-py's sync RedisCluster cannot be used "
+    "after close()): give the saver an open client, or a URL, and close it after use"
+)
+
+
+def is_closed(client: Any) -> bool:
+    """A sync cluster client after ``close()``, which has forgotten its default node
+    (every keyless command then fails inside redis-py). Other clients reconnect."""
+    if not isinstance(client, redis.cluster.RedisCluster):
+        return False
+    manager = getattr(client, "nodes_manager", None)
+    return manager is not None and getattr(manager, "default_node", None) is None
+
+
 def check_client(client: Any) -> None:
-    """A client handed in must return bytes, or binary values would be corrupted."""
+    """A client handed in must be open and return bytes, or binary values would be
+    corrupted."""
+    if is_closed(client):
+        raise ValueError(CLOSED_CLIENT)
     try:
         kwargs = client.get_connection_kwargs()
     except AttributeError:

@@ -39,7 +39,8 @@ from .commands import (
     ScriptCall,
     keys_of,
 )
-from .connection import is_cluster_client
+from .connection import CLOSED_CLIENT, is_closed, is_cluster_client
+from .errors import SaverError
 from .pool import NodeBounds
 
 T = TypeVar("T")
@@ -187,9 +188,12 @@ class Shell:
         map (a new primary taking its first slot) through ``None`` (redis-py issue
         4015), and the asyncio one can meet a connection that a concurrent topology
         refresh just closed: both are the topology moving under the call, and go to
-        the plan as the ClusterError they stand for."""
+        the plan as the ClusterError they stand for. A sync cluster client closed
+        under the saver fails the same way, for good: that is said plainly."""
         if isinstance(exc, (RedisError, RedisClusterException)):
             return exc
+        if is_closed(self.client):
+            raise SaverError(CLOSED_CLIENT) from exc
         if self.cluster and isinstance(exc, AttributeError) and _raised_by_redis(exc):
             return ClusterError(f"the cluster's topology changed under the call ({exc})")
         raise exc
@@ -379,8 +383,15 @@ class AsyncShell(Shell):
             pool = redis.asyncio.ConnectionPool(
                 connection_class=node.connection_class, **node.connection_kwargs
             )
-            self.nodes[node.name] = redis.asyncio.Redis(connection_pool=pool)
+            self.nodes[node.name] = redis.asyncio.Redis.from_pool(pool)
         return self.nodes[node.name]
+
+    async def aclose(self) -> None:
+        """Close the per-node clients (they are the shell's own, whoever owns the
+        main client)."""
+        nodes, self.nodes = list(self.nodes.values()), {}
+        for client in nodes:
+            await client.aclose()
 
     async def run(self, plan: Plan[T]) -> T:
         replies: Any = None
@@ -421,7 +432,7 @@ class AsyncShell(Shell):
                 return self.durable_replies(calls, list(await pipe.execute()))
             except (MovedError, ConnectionError):
                 if self.cluster:  # the slot map is stale: learn it again before the retry
-                    self.nodes.clear()
+                    await self.aclose()
                     await self.client.nodes_manager.initialize()
                 raise
         call = self.single(trip)

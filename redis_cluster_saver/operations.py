@@ -100,11 +100,13 @@ class TTL:
         return 0 if not self.minutes else max(1, int(self.minutes * 60_000))
 
     @classmethod
-    def parse(cls, ttl: Mapping[str, Any] | None) -> TTL:
+    def parse(cls, ttl: Mapping[str, Any] | TTL | None) -> TTL:
         if ttl is None:
             return cls()
+        if isinstance(ttl, TTL):  # checked as the mapping it stands for
+            ttl = {"default_ttl": ttl.minutes, "refresh_on_read": ttl.refresh_on_read}
         if not isinstance(ttl, Mapping):
-            raise TypeError("ttl must be a mapping like {'default_ttl': minutes}")
+            raise TypeError("ttl must be a TTL or a mapping like {'default_ttl': minutes}")
         unknown = set(ttl) - {"default_ttl", "refresh_on_read"}
         if unknown:
             raise ValueError(f"unknown ttl option(s): {', '.join(sorted(unknown))}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+import asyncio
+import builtins
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from types import TracebackType
 from typing import Any, TypeVar
@@ -135,16 +137,34 @@ class RedisClusterSaver(SaverBase):
         """Writes and seed of delta channels along the parent chain, in one round trip."""
         return self._run(lambda: self.ops.delta_channel_history(config, channels))
 
+    def list_threads(self, *, limit: int | None = None, offset: int = 0) -> builtins.list[str]:
+        """Thread ids, in id order, from ``offset``, at most ``limit`` (one round trip
+        to the thread directory)."""
+        return self._run(self._thread_page(limit, offset))
+
 
 class AsyncRedisClusterSaver(SaverBase):
     """Checkpoint saver for Redis Cluster, Sentinel, proxies and single servers (asyncio).
 
     Given a URL, the constructor asks the server once (blocking, a few
     milliseconds) whether it is a cluster node, as the sync saver does.
+
+    Its sync methods (``get_tuple``, ``put``, ...), which LangGraph calls when a sync
+    node of an async graph invokes a subgraph, work from any thread but the event
+    loop's own: they run the async method on the saver's loop and wait for it. On
+    the loop's thread they raise ``asyncio.InvalidStateError``, as LangGraph's own
+    async savers do: there, await the ``a*`` method.
     """
+
+    loop: asyncio.AbstractEventLoop | None
+    """The event loop the saver runs on: the one it was created or last used on."""
 
     def __init__(self, redis_url: str | None = None, **options: Any) -> None:
         super().__init__(redis_url, **options)
+        try:
+            self.loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.loop = None
         if redis_url is not None:
             self._attach(
                 async_client(redis_url, self.connection_args, self.cluster_mode, self.pool_limits)
@@ -174,11 +194,36 @@ class AsyncRedisClusterSaver(SaverBase):
 
     async def aclose(self) -> None:
         """Close the connections the saver opened (a client passed in stays open)."""
+        await self.shell.aclose()
         if self._owns_client:
             await self.client.aclose()
 
     async def _run(self, make: Callable[[], Plan[T]]) -> T:
+        self.loop = asyncio.get_running_loop()
         return await self.shell.run(self.ops.guarded(make))
+
+    def _wait(self, method: str, call: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """The sync face of ``a<method>``: ``call()`` run on the saver's loop, from
+        another thread, waited for."""
+        loop = self.loop
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None and running is loop:
+            raise asyncio.InvalidStateError(
+                f"synchronous calls to AsyncRedisClusterSaver are only allowed from a "
+                f"thread other than its event loop's; on the loop, use "
+                f"`await saver.a{method}(...)` (or `await graph.ainvoke(...)`)"
+            )
+        if loop is None or loop.is_closed() or not loop.is_running():
+            raise asyncio.InvalidStateError(
+                f"AsyncRedisClusterSaver.{method} runs `a{method}` on the saver's event "
+                "loop, and that loop is not running: use the saver inside its event "
+                "loop (a sync call from another thread then waits for it), or use "
+                "RedisClusterSaver in sync code"
+            )
+        return asyncio.run_coroutine_threadsafe(call(), loop).result()
 
     async def asetup(self) -> None:
         """Probe the server (topology, what it allows); nothing to create, so it is
@@ -253,3 +298,91 @@ class AsyncRedisClusterSaver(SaverBase):
     ) -> Mapping[str, DeltaChannelHistory]:
         """Writes and seed of delta channels along the parent chain, in one round trip."""
         return await self._run(lambda: self.ops.delta_channel_history(config, channels))
+
+    async def alist_threads(
+        self, *, limit: int | None = None, offset: int = 0
+    ) -> builtins.list[str]:
+        """Thread ids, in id order, from ``offset``, at most ``limit`` (one round trip
+        to the thread directory)."""
+        return await self._run(self._thread_page(limit, offset))
+
+    # ---- sync methods: from other threads, on the saver's loop -------------------
+
+    def setup(self) -> None:
+        """:meth:`asetup` from another thread (see the class docstring)."""
+        self._wait("setup", self.asetup)
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """:meth:`aget_tuple` from another thread (see the class docstring)."""
+        return self._wait("get_tuple", lambda: self.aget_tuple(config))
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        """:meth:`alist` from another thread (see the class docstring)."""
+        yield from self._wait(
+            "list",
+            lambda: self._run(
+                lambda: self.ops.list_checkpoints(config, filter=filter, before=before, limit=limit)
+            ),
+        )
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """:meth:`aput` from another thread (see the class docstring)."""
+        return self._wait("put", lambda: self.aput(config, checkpoint, metadata, new_versions))
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """:meth:`aput_writes` from another thread (see the class docstring)."""
+        self._wait("put_writes", lambda: self.aput_writes(config, writes, task_id, task_path))
+
+    def delete_thread(self, thread_id: str) -> None:
+        """:meth:`adelete_thread` from another thread (see the class docstring)."""
+        self._wait("delete_thread", lambda: self.adelete_thread(thread_id))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """:meth:`adelete_for_runs` from another thread (see the class docstring)."""
+        self._wait("delete_for_runs", lambda: self.adelete_for_runs(run_ids))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """:meth:`acopy_thread` from another thread (see the class docstring)."""
+        self._wait("copy_thread", lambda: self.acopy_thread(source_thread_id, target_thread_id))
+
+    def prune(
+        self,
+        thread_ids: Sequence[str],
+        *,
+        strategy: str = "keep_latest",
+        keep_last: int | None = None,
+    ) -> None:
+        """:meth:`aprune` from another thread (see the class docstring)."""
+        self._wait("prune", lambda: self.aprune(thread_ids, strategy=strategy, keep_last=keep_last))
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        """:meth:`aget_delta_channel_history` from another thread (see the class docstring)."""
+        return self._wait(
+            "get_delta_channel_history",
+            lambda: self.aget_delta_channel_history(config=config, channels=channels),
+        )
+
+    def list_threads(self, *, limit: int | None = None, offset: int = 0) -> builtins.list[str]:
+        """:meth:`alist_threads` from another thread (see the class docstring)."""
+        return self._wait("list_threads", lambda: self.alist_threads(limit=limit, offset=offset))
