@@ -473,7 +473,7 @@ class AsyncShell(Shell):
         conn = node.acquire_connection()  # a full node raises, as through the client
         try:
             await node.disconnect_if_needed(conn)  # marked stale by a topology change
-            await conn.send_packed_command(_pack([args], conn))
+            await _send(conn, _pack([args], conn))
             return await conn.read_response()
         except REROUTE:
             pass  # read_response dropped a connection that failed; a redirect leaves it in step
@@ -486,7 +486,7 @@ class AsyncShell(Shell):
         pool = self.client.connection_pool
         conn = await pool.get_connection()
         try:
-            await conn.send_packed_command(_pack([args], conn))
+            await _send(conn, _pack([args], conn))
             return await conn.read_response()
         except ResponseError:
             raise
@@ -495,3 +495,32 @@ class AsyncShell(Shell):
             raise
         finally:
             await pool.release(conn)
+
+
+async def _send(conn: Any, packet: list[bytes]) -> None:
+    """``conn.send_packed_command(packet)`` without its ``asyncio.wait_for`` where the
+    packet goes to the socket at once: a cluster client's connections have a socket
+    timeout, and the wait_for costs a task, a timer and two turns of the event loop
+    per call (as much CPU as the rest of the round trip). The timeout guards a write
+    that has to wait for the socket to drain, so such a write still waits under it;
+    a connection not open yet, or one with health checks, goes through redis-py.
+    Failures are raised as redis-py raises them, the connection dropped."""
+    writer = getattr(conn, "_writer", None)
+    if writer is None or not conn.is_connected or conn.health_check_interval:
+        await conn.send_packed_command(packet)
+        return
+    try:
+        writer.writelines(packet)
+        if writer.transport.get_write_buffer_size():  # the socket took only part of it
+            await asyncio.wait_for(writer.drain(), conn.socket_timeout)
+        else:
+            await writer.drain()  # raises at once if the connection was lost
+    except asyncio.TimeoutError:
+        await conn.disconnect(nowait=True)
+        raise TimeoutError("Timeout writing to socket") from None
+    except OSError as exc:
+        await conn.disconnect(nowait=True)
+        raise ConnectionError(f"Error while writing to socket: {exc}") from exc
+    except BaseException:
+        await conn.disconnect(nowait=True)
+        raise
