@@ -21,12 +21,11 @@ import platform
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import redis
-import redis.asyncio.connection
 import redis.cluster
 import redis.connection
 from langgraph.checkpoint.base import empty_checkpoint
@@ -40,25 +39,27 @@ SENT: list[bytes] = []
 
 @contextmanager
 def counting() -> Iterator[list[bytes]]:
-    """Every packet sent, sync and async: one packet is one round trip."""
+    """Every packet sent, sync and async: one packet is one round trip (asyncio
+    connections all write through the stream writer, whoever packed the bytes)."""
     sync_send = redis.connection.Connection.send_packed_command
-    async_send = redis.asyncio.connection.Connection.send_packed_command
+    async_write = asyncio.StreamWriter.writelines
 
     def send(self: Any, command: Any, check_health: bool = True) -> None:
         SENT.append(command if isinstance(command, bytes) else b"".join(command))
         sync_send(self, command, check_health)
 
-    async def asend(self: Any, command: Any, check_health: bool = True) -> None:
-        SENT.append(command if isinstance(command, bytes) else b"".join(command))
-        await async_send(self, command, check_health)
+    def awrite(self: asyncio.StreamWriter, data: Iterable[bytes]) -> None:
+        chunks = list(data)
+        SENT.append(b"".join(chunks))
+        async_write(self, chunks)
 
     redis.connection.Connection.send_packed_command = send  # type: ignore[method-assign]
-    redis.asyncio.connection.Connection.send_packed_command = asend  # type: ignore[method-assign]
+    asyncio.StreamWriter.writelines = awrite  # type: ignore[method-assign]
     try:
         yield SENT
     finally:
         redis.connection.Connection.send_packed_command = sync_send  # type: ignore[method-assign]
-        redis.asyncio.connection.Connection.send_packed_command = async_send  # type: ignore[method-assign]
+        asyncio.StreamWriter.writelines = async_write  # type: ignore[method-assign]
 
 
 def commands(packet: bytes) -> int:

@@ -16,7 +16,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio
+import redis.asyncio.cluster
 from redis.exceptions import (
+    AskError,
+    ClusterDownError,
     ClusterError,
     ConnectionError,
     MovedError,
@@ -24,6 +27,9 @@ from redis.exceptions import (
     RedisClusterException,
     RedisError,
     ResponseError,
+    SlotNotCoveredError,
+    TimeoutError,
+    TryAgainError,
 )
 
 from . import codec, scripts
@@ -50,6 +56,12 @@ replies are in. Tests stop a process there (a crash at a chosen round trip) or
 raise ConnectionError from "reply" (a reply lost after the server applied it)."""
 SPLIT = {"HSET": 2, "ZADD": 2, "DEL": 1}  # commands whose arguments may go in chunks
 CHUNK = 1000
+REROUTE = (MovedError, AskError, TryAgainError, ClusterDownError, ConnectionError, TimeoutError)
+"""What a script call sent straight to its node may meet when the slot map is off
+(the slot moved or is moving, the node failed over or is gone): the call then goes
+again through the cluster client, which handles these as for any command (follows
+the redirect, relearns the map, retries what it retries). None of them means the
+script ran, but for a lost reply, and every operation is idempotent."""
 
 
 def _evalsha_args(call: ScriptCall) -> tuple[Any, ...]:
@@ -197,6 +209,17 @@ class Shell:
         if self.cluster and isinstance(exc, AttributeError) and _raised_by_redis(exc):
             return ClusterError(f"the cluster's topology changed under the call ({exc})")
         raise exc
+
+    def owner(self, call: ScriptCall) -> Any:
+        """The primary that owns ``call``'s slot in the cluster client's slot map
+        (every key of a call shares one slot), or None when the map is being learnt
+        again or does not cover the slot: the call then goes through the client."""
+        if not call.keys or getattr(self.client, "_initialize", False):
+            return None
+        try:
+            return self.client.get_node_from_key(call.keys[0])
+        except SlotNotCoveredError:
+            return None
 
     @staticmethod
     def advance(plan: Plan[T], replies: Any, error: Exception | None) -> RoundTrip:
@@ -352,6 +375,12 @@ def _other(arg: Any, encoding: str, errors: str) -> bytes:
     return repr(arg).encode()
 
 
+_DIRECT_NODES = all(
+    hasattr(redis.asyncio.cluster.ClusterNode, name)
+    for name in ("acquire_connection", "disconnect_if_needed", "release")
+)
+"""Whether this redis-py's asyncio cluster nodes lend their connections (8.x do)."""
+
 _hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 try:
     from hiredis import pack_command as _found
@@ -442,19 +471,45 @@ class AsyncShell(Shell):
             if self.cluster and (call.anywhere or call.route is not None):
                 await self.client.initialize()  # the node list is known after it
             return [await self.client.execute_command(*call.args, **self.options(call))]
-        send = self.client.execute_command if self.cluster else self.direct
+        if self.cluster:
+            try:
+                reply = await self.routed(call, "EVALSHA", *_evalsha_args(call))
+            except NoScriptError:
+                reply = await self.routed(call, "EVAL", *_eval_args(call))
+            return self.per_call(trip, reply)
         try:
-            reply = await send("EVALSHA", *_evalsha_args(call))
+            reply = await self.direct("EVALSHA", *_evalsha_args(call))
         except NoScriptError:
-            reply = await send("EVAL", *_eval_args(call))
+            reply = await self.direct("EVAL", *_eval_args(call))
         return self.per_call(trip, reply)
+
+    async def routed(self, call: ScriptCall, *args: Any) -> Any:
+        """A script call on a cluster: one packet on a connection of the node that
+        owns its slot, without the client's per-command machinery (which parses the
+        slot of every key, resolves policies, records metrics and packs in Python:
+        most of the client's time per call). The trip's bound (:meth:`bounded`) was
+        taken on that node. On a redirect or a failure (:data:`REROUTE`), or where
+        the slot map does not say, the call goes through the client."""
+        node = self.owner(call) if _DIRECT_NODES else None
+        if node is None:
+            return await self.client.execute_command(*args)
+        conn = node.acquire_connection()  # a full node raises, as through the client
+        try:
+            await node.disconnect_if_needed(conn)  # marked stale by a topology change
+            await _send(conn, _pack([args], conn))
+            return await conn.read_response()
+        except REROUTE:
+            pass  # read_response dropped a connection that failed; a redirect leaves it in step
+        finally:
+            node.release(conn)
+        return await self.client.execute_command(*args)
 
     async def direct(self, *args: Any) -> Any:
         """As SyncShell.direct; a cancelled call drops its connection too."""
         pool = self.client.connection_pool
         conn = await pool.get_connection()
         try:
-            await conn.send_packed_command(_pack([args], conn))
+            await _send(conn, _pack([args], conn))
             return await conn.read_response()
         except ResponseError:
             raise
@@ -463,3 +518,32 @@ class AsyncShell(Shell):
             raise
         finally:
             await pool.release(conn)
+
+
+async def _send(conn: Any, packet: list[bytes]) -> None:
+    """``conn.send_packed_command(packet)`` without its ``asyncio.wait_for`` where the
+    packet goes to the socket at once: a cluster client's connections have a socket
+    timeout, and the wait_for costs a task, a timer and two turns of the event loop
+    per call (as much CPU as the rest of the round trip). The timeout guards a write
+    that has to wait for the socket to drain, so such a write still waits under it;
+    a connection not open yet, or one with health checks, goes through redis-py.
+    Failures are raised as redis-py raises them, the connection dropped."""
+    writer = getattr(conn, "_writer", None)
+    if writer is None or not conn.is_connected or conn.health_check_interval:
+        await conn.send_packed_command(packet)
+        return
+    try:
+        writer.writelines(packet)
+        if writer.transport.get_write_buffer_size():  # the socket took only part of it
+            await asyncio.wait_for(writer.drain(), conn.socket_timeout)
+        else:
+            await writer.drain()  # raises at once if the connection was lost
+    except asyncio.TimeoutError:
+        await conn.disconnect(nowait=True)
+        raise TimeoutError("Timeout writing to socket") from None
+    except OSError as exc:
+        await conn.disconnect(nowait=True)
+        raise ConnectionError(f"Error while writing to socket: {exc}") from exc
+    except BaseException:
+        await conn.disconnect(nowait=True)
+        raise

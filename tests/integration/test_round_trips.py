@@ -101,3 +101,52 @@ def test_every_key_of_a_thread_is_on_one_slot(redis_cluster: Any) -> None:
         assert len(keys) > 10 and child_ns, keys
         slots = {saver.client.cluster_keyslot(k) for k in keys}
         assert len(slots) == 1, slots
+
+
+async def test_async_cluster_script_calls_go_straight_to_their_node(
+    redis_cluster: Any, sent: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the asyncio cluster client a script call is one packet on a connection of
+    the primary owning its slot, not through the client's execute_command; where the
+    slot map is stale (MOVED) the call goes again through the client, which follows
+    the redirect and mends the map, and the next call goes straight again."""
+    options = saver_options(redis_cluster)
+    async with AsyncRedisClusterSaver.from_conn_string(redis_cluster.url, **options) as saver:
+        client = saver.client
+        through_client: list[Any] = []
+        execute = client.execute_command
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            through_client.append(args[0])
+            return await execute(*args, **kwargs)
+
+        monkeypatch.setattr(client, "execute_command", counted)
+        config, cp, md = step(0, None)
+        stored = await saver.aput(config, cp, md, {"messages": 1, "flag": 1})  # lists the thread
+        await saver.aget_tuple(stored)  # the server learns the read script
+        through_client.clear()
+        sent.clear()
+        config, cp, md = step(1, cp["id"])
+        stored = await saver.aput(config, cp, md, {"messages": 2})
+        await saver.aput_writes(stored, [("a", 1)], "task")
+        tup = await saver.aget_tuple(stored)
+        assert tup is not None and tup.checkpoint["channel_values"]["messages"] == [0]
+        assert tup.pending_writes == [("task", "a", 1)]
+        assert through_client == []
+        assert [commands_in(p) for p in sent] == [["EVALSHA"]] * 3
+
+        key = saver.ops.layout.thread("rt-thread").namespaces
+        slot = client.keyslot(key)
+        owner = client.get_node_from_key(key)
+        other = next(n for n in client.get_primaries() if n.name != owner.name)
+        client.nodes_manager.slots_cache[slot] = [other]  # as after a missed slot move
+        sent.clear()
+        config, cp, md = step(2, cp["id"])
+        stored = await saver.aput(config, cp, md, {"messages": 3})
+        assert through_client == ["EVALSHA"]  # the direct call met MOVED
+        assert client.get_node_from_key(key).name == owner.name  # the client mended the map
+        assert [commands_in(p) for p in sent] == [["EVALSHA"]] * 3  # other, other, owner
+        through_client.clear()
+        tup = await saver.aget_tuple(stored)
+        assert tup is not None and tup.checkpoint["channel_values"]["messages"] == [0, 1]
+        assert through_client == []

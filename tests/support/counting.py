@@ -1,17 +1,19 @@
 """Recording every send at the socket: one send is one network round trip.
 
 A pipeline or MULTI/EXEC block goes out as one send, so counting sends counts
-round trips, and the packed bytes tell which commands went. The real
-connection classes are wrapped (the bytes still go to the real server)."""
+round trips, and the packed bytes tell which commands went. The real classes
+are wrapped (the bytes still go to the real server): the sync connection's send,
+and for asyncio the stream writer every connection writes through (redis-py's
+send and the saver's own send of a packet both end there)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
-import redis.asyncio.connection
 import redis.connection
 
 
@@ -27,18 +29,19 @@ def _packet(command: Any) -> bytes:
 def recording(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
     sent: list[bytes] = []
     sync_send = redis.connection.Connection.send_packed_command
-    async_send = redis.asyncio.connection.Connection.send_packed_command
+    async_write = asyncio.StreamWriter.writelines
 
     def send(self: Any, command: Any, check_health: bool = True) -> None:
         sent.append(_packet(command))
         sync_send(self, command, check_health)
 
-    async def asend(self: Any, command: Any, check_health: bool = True) -> None:
-        sent.append(_packet(command))
-        await async_send(self, command, check_health)
+    def awrite(self: asyncio.StreamWriter, data: Iterable[bytes]) -> None:
+        chunks = list(data)
+        sent.append(b"".join(chunks))
+        async_write(self, chunks)
 
     monkeypatch.setattr(redis.connection.Connection, "send_packed_command", send)
-    monkeypatch.setattr(redis.asyncio.connection.Connection, "send_packed_command", asend)
+    monkeypatch.setattr(asyncio.StreamWriter, "writelines", awrite)
     yield sent
 
 
