@@ -4,7 +4,7 @@ round trip per operation, on clusters, Sentinel, proxies and single servers."""
 from .detector import Capabilities
 from .errors import DurabilityError, SaverError
 from .keys import KeyLayout
-from .operations import TTL
+from .options import TTL
 from .saver import AsyncRedisClusterSaver, RedisClusterSaver
 
 __all__ = [

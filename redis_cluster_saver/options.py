@@ -1,140 +1,60 @@
-"""Construction options shared by the sync and async savers."""
+"""Options of a saver that need parsing: TTL and durable mode."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.serde.base import SerializerProtocol, maybe_add_typed_methods
-from typing_extensions import Self
 
-from .commands import Plan
-from .connection import check_client, client_kind
-from .detector import Capabilities
-from .keys import KeyLayout
-from .operations import TTL, Durability, Operations, next_version
-from .pool import DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_TIMEOUT, PoolLimits
+@dataclass(frozen=True, slots=True)
+class TTL:
+    """Expiry of a thread's keys, applied to all of them together."""
 
-
-class SaverBase(BaseCheckpointSaver[str]):
-    """Options, plans and versioning; the subclasses add only the I/O style.
-
-    Pass ``redis_url`` or ``redis_client`` (with ``decode_responses=False``). Options:
-    ``key_prefix`` (a string or a :class:`KeyLayout`); ``ttl={"default_ttl": minutes,
-    "refresh_on_read": bool}`` or a :class:`TTL`;
-    ``connection_args`` for redis-py; ``cluster_mode`` to force a cluster or a single
-    endpoint; ``transactions=False`` / ``scripts=False`` to forbid MULTI or Lua;
-    ``search=False`` to never use a search index; ``durability={"replicas": n,
-    "timeout_ms": t}``; ``failover_wait`` seconds; ``list_deltas=False`` to store every list whole;
-    ``max_connections`` per server (per node on a cluster, default 64) and
-    ``pool_timeout`` (seconds a caller waits for a free one, default 10) for the
-    clients the saver builds; ``serde`` (or assign ``saver.serde`` later: every
-    later read and write uses it). README.md has details.
-
-    A client passed in keeps its own pool; an asyncio cluster client, whose nodes
-    cannot queue, is bounded per node by the saver within half its own per-node
-    limit (and within ``max_connections``).
-    """
-
-    ops: Operations
-
-    def __init__(
-        self,
-        redis_url: str | None = None,
-        *,
-        redis_client: Any = None,
-        connection_args: Mapping[str, Any] | None = None,
-        ttl: Mapping[str, Any] | TTL | None = None,
-        key_prefix: str | KeyLayout = "rcs",
-        cluster_mode: bool | None = None,
-        transactions: bool | None = None,
-        scripts: bool | None = None,
-        search: bool | None = None,
-        durability: Mapping[str, Any] | None = None,
-        failover_wait: float = 15.0,
-        list_deltas: bool = True,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        pool_timeout: float = DEFAULT_POOL_TIMEOUT,
-        serde: SerializerProtocol | None = None,
-    ) -> None:
-        super().__init__(serde=serde)  # kept aside by the property until ops exists
-        if (redis_url is None) == (redis_client is None):
-            raise ValueError("pass exactly one of redis_url or redis_client")
-        self.pool_limits = PoolLimits.parse(max_connections, pool_timeout)
-        if redis_client is not None:
-            check_client(redis_client)
-        self.redis_url = redis_url
-        self.connection_args = dict(connection_args or {})
-        self.cluster_mode = cluster_mode
-        self.ops = Operations(
-            key_prefix if isinstance(key_prefix, KeyLayout) else KeyLayout(key_prefix),
-            self.serde,
-            TTL.parse(ttl),
-            transactions=transactions,
-            scripts=scripts,
-            use_search=search,
-            durability=Durability.parse(durability),
-            failover_wait=failover_wait,
-            list_deltas=bool(list_deltas),
-        )
-        vars(self).pop("_initial_serde", None)
-        self._owns_client = redis_client is None
-        if redis_client is not None:
-            self._attach(redis_client)
-
-    def _attach(self, client: Any) -> None:
-        self.client = client
-        self.ops.client_kind = client_kind(client)
+    minutes: float | None = None
+    refresh_on_read: bool = False
 
     @property
-    def capabilities(self) -> Capabilities | None:
-        """What the detector found (after setup or the first operation)."""
-        return self.ops.capabilities
+    def ms(self) -> int:
+        return 0 if not self.minutes else max(1, int(self.minutes * 60_000))
 
-    def get_next_version(self, current: str | None, channel: None = None) -> str:
-        return next_version(current)
+    @classmethod
+    def parse(cls, ttl: Mapping[str, Any] | TTL | None) -> TTL:
+        if ttl is None:
+            return cls()
+        if isinstance(ttl, TTL):  # checked as the mapping it stands for
+            ttl = {"default_ttl": ttl.minutes, "refresh_on_read": ttl.refresh_on_read}
+        if not isinstance(ttl, Mapping):
+            raise TypeError("ttl must be a TTL or a mapping like {'default_ttl': minutes}")
+        unknown = set(ttl) - {"default_ttl", "refresh_on_read"}
+        if unknown:
+            raise ValueError(f"unknown ttl option(s): {', '.join(sorted(unknown))}")
+        minutes = ttl.get("default_ttl")
+        if minutes is not None and (
+            isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or minutes <= 0
+        ):
+            raise ValueError(f"ttl['default_ttl'] must be a positive number, not {minutes!r}")
+        return cls(minutes, bool(ttl.get("refresh_on_read", False)))
 
-    @property  # type: ignore[override]
-    def serde(self) -> SerializerProtocol:
-        """The serializer of every read and write. Assigning one (as LangGraph's own
-        fixtures do, ``saver.serde = EncryptedSerializer(...)``) takes effect at once:
-        the plans hold no copy of their own."""
-        ops = vars(self).get("ops")
-        if ops is not None:
-            return ops.serde  # type: ignore[no-any-return]
-        return vars(self).get("_initial_serde", BaseCheckpointSaver.serde)  # type: ignore[no-any-return]
 
-    @serde.setter
-    def serde(self, value: SerializerProtocol) -> None:
-        typed = maybe_add_typed_methods(value)
-        ops = vars(self).get("ops")
-        if ops is None:
-            self._initial_serde = typed
-        else:
-            ops.serde = typed
+@dataclass(frozen=True, slots=True)
+class Durability:
+    """Durable mode: each write waits for this many replica acknowledgements."""
 
-    def __copy__(self) -> Self:
-        """A clone with plans of its own (sharing the client, the detected mode and
-        the caches), so that assigning the clone a serializer (``with_allowlist``)
-        leaves this saver's alone."""
-        clone = object.__new__(type(self))
-        vars(clone).update(vars(self))
-        clone.ops = dataclasses.replace(self.ops)
-        return clone
+    replicas: int
+    timeout_ms: int
 
-    def _thread_page(self, limit: int | None, offset: int) -> Callable[[], Plan[list[str]]]:
-        """The plan of ``list_threads``: thread ids in the directory, in id order, from
-        ``offset``, at most ``limit``."""
-        for name, value in (("limit", limit), ("offset", offset)):
-            if value is None and name == "limit":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
-
-        def plan() -> Plan[list[str]]:
-            ids = yield from self.ops.thread_ids()
-            return ids[offset:] if limit is None else ids[offset : offset + limit]
-
-        return plan
+    @classmethod
+    def parse(cls, durability: Mapping[str, Any] | None) -> Durability | None:
+        if durability is None:
+            return None
+        if not isinstance(durability, Mapping):
+            raise TypeError("durability must be a mapping like {'replicas': 1, 'timeout_ms': 500}")
+        unknown = set(durability) - {"replicas", "timeout_ms"}
+        if unknown:
+            raise ValueError(f"unknown durability option(s): {', '.join(sorted(unknown))}")
+        replicas, timeout = durability.get("replicas", 1), durability.get("timeout_ms", 500)
+        for name, value, low in (("replicas", replicas, 1), ("timeout_ms", timeout, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"durability[{name!r}] must be an int >= {low}, not {value!r}")
+        return cls(replicas, timeout)

@@ -127,7 +127,7 @@ def load_entries(keys: ThreadKeys, ns: str, ids: Sequence[str]) -> Plan[list[lis
     ]
 
 
-def _matches(cp: dict[bytes, bytes], filters: Sequence[tuple[bytes, bytes]]) -> bool:
+def matches(cp: dict[bytes, bytes], filters: Sequence[tuple[bytes, bytes]]) -> bool:
     """The read script's test: stored ``m:`` fields and filter values are both
     canonical JSON (codec.dump_json), equal bytes exactly for equal values."""
     for field, want in filters:
@@ -162,7 +162,7 @@ def read(call: ScriptCall) -> Plan[list[list[Any]]]:
             entries = yield from load_entries(keys, ns, [_s(i) for i in ids])
             for entry in entries:
                 carried += entry[6]
-                if _matches(entry[7], filters) and (limit_n == 0 or found < limit_n):
+                if matches(entry[7], filters) and (limit_n == 0 or found < limit_n):
                     out.append(entry[:2] if mode == "ids" else [*entry[:6], []])
                     found += 1
             if len(ids) < BATCH:

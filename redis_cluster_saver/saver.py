@@ -19,10 +19,10 @@ from langgraph.checkpoint.base import (
 )
 from typing_extensions import Self
 
+from .base import SaverBase
 from .commands import Plan
 from .connection import async_client, is_cluster_client, sync_client
 from .execution import AsyncShell, SyncShell
-from .options import SaverBase
 from .pool import NodeBounds
 
 T = TypeVar("T")

@@ -14,7 +14,8 @@ from redis_cluster_saver.commands import Command, Plan, RoundTrip, ScriptCall
 from redis_cluster_saver.detector import Capabilities, detect, probe_modes
 from redis_cluster_saver.errors import PoolTimeoutError
 from redis_cluster_saver.keys import KeyLayout
-from redis_cluster_saver.operations import TTL, Operations
+from redis_cluster_saver.operations import Operations
+from redis_cluster_saver.options import TTL
 
 
 def ops(**kw: Any) -> Operations:

@@ -24,7 +24,8 @@ from redis_cluster_saver.commands import Command, Execution, Plan, RoundTrip, Sc
 from redis_cluster_saver.detector import PING_SCRIPT, Capabilities
 from redis_cluster_saver.execution import as_script
 from redis_cluster_saver.keys import KeyLayout, ThreadKeys, blob_field, escape
-from redis_cluster_saver.operations import TTL, Operations
+from redis_cluster_saver.operations import Operations
+from redis_cluster_saver.options import TTL
 
 # Where each command the plans may send takes its keys (an unknown command fails the
 # test, so a new command has to be classified here before it can ship).

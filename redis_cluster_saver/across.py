@@ -1,0 +1,250 @@
+"""Across threads: list(None, ...) and the threads of runs, through the search index
+(one, or one per shard, fanned out) or the thread directory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    CheckpointTuple,
+)
+from redis.exceptions import (
+    NoPermissionError,
+    ResponseError,
+)
+
+from . import codec, search, validation
+from .commands import (
+    Command,
+    Plan,
+    RoundTrip,
+    T,
+    one,
+    pause,
+)
+from .reads import Reads, entry_resolver, matches
+
+
+class CrossThread(Reads):
+    """Listing, by thread or across threads."""
+
+    def list_checkpoints(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Plan[list[CheckpointTuple]]:
+        n = validation.limit(limit)
+        if n is not None and n <= 0:
+            return []
+        before_id = validation.checkpoint_id(before) or ""
+        filter_args = codec.filter_args(filter)
+        if config is None and self._indexed():
+            return (yield from self._with_indexes(lambda: self._indexed_list(filter, before_id, n)))
+        if config is None:
+            return (yield from self._directory_list(filter, filter_args, before_id, n))
+        thread_id = validation.thread_id(config)
+        namespaces: list[str] = []
+        if validation.configurable(config).get("checkpoint_ns") is not None:
+            namespaces = [validation.namespace(config)]
+        wanted = validation.checkpoint_id(config) or ""
+        call = self._read_call(
+            self.layout.thread(thread_id),
+            namespaces=namespaces,
+            want=wanted,
+            limit=0 if wanted else n or 0,
+            before=before_id,
+            filter_args=filter_args,
+        )
+        (entries,) = yield from self._reads([call])
+        values_of = entry_resolver(entries)
+        entries = sorted(entries, key=lambda e: (e[1], e[0]))  # id, then ns
+        # oldest first: a delta is rebuilt on its already rebuilt base
+        tuples = [self._tuple(thread_id, entry, values_of) for entry in entries][::-1]
+        # the 'id' read ignores filters; the others filtered exactly already, and
+        # the check (on tuples already loaded) only guards that
+        return [t for t in tuples if matches(t, filter, before_id)][:n]
+
+    # ---- across threads: the search index -------------------------------------
+
+    def _indexed(self) -> bool:
+        if self.use_search is False:
+            return False
+        return bool(self.capabilities and self.capabilities.search)
+
+    def _indexes(self) -> Plan[list[str]]:
+        """The index names, creating the indexes on first use."""
+        if self.search_names is None:
+            caps = self.capabilities
+            if self.client_kind == "cluster" and not (caps and caps.search_all_shards):
+                (slots,) = yield one(Command.keyless("CLUSTER", "SLOTS"))
+                names = search.names_for_slots(self.layout, slots)
+            else:
+                names = [search.index_name(self.layout)]
+            for name in names:
+                yield from self._create_index(name)
+            self.search_names = names
+        return self.search_names
+
+    def _create_index(self, name: str) -> Plan[None]:
+        try:
+            yield one(search.create_command(self.layout, name))
+        except ResponseError as exc:
+            if "already exists" in str(exc).lower():
+                return
+            if not isinstance(exc, NoPermissionError):
+                raise
+            # a least-privilege user may be denied FT.CREATE where an administrator
+            # made the index beforehand: use it if it is there, else say why not
+            try:
+                yield one(Command.routed(name, "FT.INFO", name))
+            except ResponseError:
+                raise exc from None
+            return
+        while True:  # a new index over existing keys: wait until it has read them
+            (info,) = yield one(Command.routed(name, "FT.INFO", name))
+            if not search.indexing(info):
+                return
+            yield pause(0.05)
+
+    def _search(
+        self, where: Any, offsets: dict[str, int], count: int
+    ) -> Plan[dict[str, list[bytes]]]:
+        """One page from each index still in ``offsets``, in one round trip."""
+        names = list(offsets)
+        calls = tuple(search.search_command(n, where, offsets[n], count) for n in names)
+        replies = yield RoundTrip(calls)
+        return {n: search.result_keys(r) for n, r in zip(names, replies, strict=True)}
+
+    def _with_indexes(self, make: Callable[[], Plan[T]]) -> Plan[T]:
+        """Run an index query; if an index is missing on its node (a new primary, a
+        moved slot), work out the indexes again, create what is missing, and rerun
+        the query from its start."""
+        try:
+            return (yield from make())
+        except ResponseError as exc:
+            text = str(exc).lower()
+            if "no such index" not in text and "unknown index" not in text:
+                raise
+        self.search_names = None
+        return (yield from make())
+
+    def _round(
+        self,
+        where: Any,
+        offsets: dict[str, int],
+        last: dict[str, tuple[str, str, str]],
+        count: int = 0,
+    ) -> Plan[list[tuple[str, str, str]]]:
+        """The next page of every open index as (checkpoint id, thread, namespace);
+        an index is closed (dropped from ``offsets``) by a short page."""
+        count = count or search.PAGE
+        pages = yield from self._search(where, offsets, count)
+        found = []
+        for name, keys in pages.items():
+            for key in keys:
+                thread, ns, cid = search.parse_checkpoint_key(self.layout, key)
+                found.append((cid, thread, ns))
+                last[name] = (cid, thread, ns)
+            offsets[name] += len(keys)
+            if len(keys) < count:
+                del offsets[name]
+        return found
+
+    def _indexed_list(
+        self, filter: Mapping[str, Any] | None, before_id: str, limit: int | None
+    ) -> Plan[list[CheckpointTuple]]:
+        where = search.expression(filter)
+        names = yield from self._indexes()
+        offsets = dict.fromkeys(names, 0)
+        last: dict[str, tuple[str, str, str]] = {}
+        pool: list[tuple[str, str, str]] = []
+        found: list[CheckpointTuple] = []
+        # pages as long as the limit (when the index answers the whole filter, one
+        # page is all it takes), loaded in slices of what is still missing
+        count = max(10, min(search.PAGE, limit or search.PAGE))
+        while True:
+            if offsets:
+                pool += yield from self._round(where, offsets, last, count)
+            # unread pages hold nothing after the newest last-read entry of an index
+            # still open: everything above it is in its final order
+            bound = max((last.get(n, ("", "", "")) for n in offsets), default=None)
+            ready = sorted((c for c in pool if bound is None or c > bound), reverse=True)
+            pool = [c for c in pool if bound is not None and c <= bound]
+            while ready:
+                step = max(10, limit - len(found)) if limit is not None else len(ready)
+                batch, ready = ready[:step], ready[step:]
+                for tup in (yield from self._load(batch)):
+                    if matches(tup, filter, before_id):
+                        found.append(tup)
+                        if limit is not None and len(found) >= limit:
+                            return found
+            if not offsets and not pool:
+                return found
+
+    def _load(self, wanted: Sequence[tuple[str, str, str]]) -> Plan[list[CheckpointTuple]]:
+        """Checkpoints by (id, thread, namespace), in the order given; gone ones skipped."""
+        if not wanted:
+            return []
+        calls = [
+            self._read_call(self.layout.thread(t), namespaces=[ns], want=cid)
+            for cid, t, ns in wanted
+        ]
+        replies = yield from self._reads(calls)
+        return [
+            self._tuple(t, entries[0], entry_resolver(entries))
+            for (_, t, _), entries in zip(wanted, replies, strict=True)
+            if entries
+        ]
+
+    def _indexed_threads(self, run_ids: Sequence[str]) -> Plan[list[str]]:
+        where = search.expression(None, run_ids)
+        names = yield from self._indexes()
+        offsets = dict.fromkeys(names, 0)
+        threads: set[str] = set()
+        while offsets:
+            threads.update(t for _, t, _ in (yield from self._round(where, offsets, {})))
+        return sorted(threads)
+
+    def _directory_list(
+        self,
+        filter: Mapping[str, Any] | None,
+        filter_args: Sequence[bytes],
+        before_id: str,
+        limit: int | None,
+    ) -> Plan[list[CheckpointTuple]]:
+        """Without an index: every thread's matching ids (scripts filter exactly),
+        merged newest first, then only the winners loaded."""
+        thread_ids = yield from self.thread_ids()
+        calls = [
+            self._read_call(
+                self.layout.thread(tid),
+                namespaces=[],
+                limit=limit or 0,
+                before=before_id,
+                filter_args=filter_args,
+                ids_only=True,
+            )
+            for tid in thread_ids
+        ]
+        replies = yield from self._reads(calls)
+        found = sorted(
+            (
+                (cid.decode(), tid, ns.decode())
+                for tid, pairs in zip(thread_ids, replies, strict=True)
+                for ns, cid in pairs
+            ),
+            reverse=True,
+        )
+        loaded = yield from self._load(found[:limit])
+        return [t for t in loaded if matches(t, filter, before_id)]
+
+    def thread_ids(self) -> Plan[list[str]]:
+        """Every thread in the directory (bucketed sets, no KEYS or SCAN)."""
+        buckets = self.layout.all_directory_buckets()
+        replies = yield RoundTrip(tuple(Command.of("SMEMBERS", b) for b in buckets))
+        return sorted({m.decode() for members in replies for m in members})

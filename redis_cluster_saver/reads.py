@@ -1,0 +1,176 @@
+"""Reads of one thread: get_tuple, its list, and DeltaChannel history; replies
+decoded into LangGraph's tuples."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+    PendingWrite,
+    writes_sort_key,
+)
+from langgraph.checkpoint.serde.types import TASKS
+
+from . import codec, deltas, scripts, validation
+from .commands import (
+    Arg,
+    Plan,
+    ScriptCall,
+)
+from .keys import ThreadKeys, unescape
+from .session import Session, config_of
+from .versions import next_version
+
+Frames = dict[tuple[bytes, bytes], bytes]
+"""Delta bases carried by a reply, by (namespace, field)."""
+
+
+def resolver(pairs_by_ns: Iterable[tuple[bytes, Sequence[bytes]]]) -> deltas.Resolver:
+    frames: Frames = {}
+    for ns, flat in pairs_by_ns:
+        it = iter(flat)
+        for f, v in zip(it, it, strict=True):
+            frames[(ns, f)] = v
+    return deltas.Resolver(frames)
+
+
+def entry_resolver(entries: Sequence[Sequence[Any]]) -> deltas.Resolver:
+    return resolver((e[0], e[6]) for e in entries)
+
+
+def matches(t: CheckpointTuple, filter: Mapping[str, Any] | None, before_id: str) -> bool:
+    """InMemorySaver's rule, on a loaded checkpoint: Python's ``==`` per filter item
+    (a missing key is None), the filter's value on the left as there."""
+    cid = t.config["configurable"]["checkpoint_id"]
+    if before_id and cid >= before_id:
+        return False
+    md: Mapping[str, Any] = t.metadata
+    return all(v == md.get(k) for k, v in (filter or {}).items())
+
+
+class Reads(Session):
+    """The read plans of one thread."""
+
+    def _read_call(
+        self,
+        keys: ThreadKeys,
+        *,
+        namespaces: Sequence[str],
+        want: str = "",
+        limit: int = 0,
+        before: str = "",
+        filter_args: Sequence[bytes] = (),
+        ids_only: bool = False,
+    ) -> ScriptCall:
+        ttl = self.ttl.ms if self.ttl.refresh_on_read else 0
+        mode = "id" if want else ("ids" if ids_only else "list")
+        args: list[Arg] = [keys.handle, mode, ttl, limit, before, want]
+        args += [len(namespaces), *namespaces, *filter_args]
+        return ScriptCall(scripts.READ, (keys.namespaces,), tuple(args))
+
+    def _pending_rows(self, flat: Any) -> list[tuple[str, str, str, bytes, int, str]]:
+        """Decoded pending writes, in ``writes_sort_key`` order."""
+        rows = [codec.load_write(frame) for frame in codec.pairs(flat).values()]
+        rows.sort(key=lambda r: writes_sort_key(r[5], r[0], r[4]))
+        return rows
+
+    def _pending(self, flat: Any) -> list[PendingWrite]:
+        return [
+            (task_id, channel, self.serde.loads_typed((type_, data)))
+            for task_id, channel, type_, data, _, _ in self._pending_rows(flat)
+        ]
+
+    def _tuple(
+        self, thread_id: str, entry: Sequence[Any], values_of: deltas.Resolver
+    ) -> CheckpointTuple:
+        ns_raw, id_raw, cp, w_flat, values, parent_writes, _ = entry
+        ns, cid = ns_raw.decode(), id_raw.decode()
+        data, type_, parent_raw, _, blobs, meta = cp  # codec.READ_FIELDS
+        body = self.serde.loads_typed((type_.decode(), data))
+        channel_values: dict[str, Any] = {}
+        names = blobs.split(b"\n") if blobs else []
+        for name, frame in zip(names, values, strict=True):
+            if frame:  # None or False: no value stored
+                channel = unescape(name[: name.index(b":")].decode())
+                typed = values_of.value(ns_raw, name, frame)
+                channel_values[channel] = self.serde.loads_typed(typed)
+        checkpoint = cast(Checkpoint, {**body, "channel_values": channel_values})
+        parent = parent_raw.decode()
+        if parent_writes:
+            self._migrate_pending_sends(checkpoint, parent_writes)
+        return CheckpointTuple(
+            config=config_of(thread_id, ns, cid),
+            checkpoint=checkpoint,
+            metadata=cast(CheckpointMetadata, codec.load_metadata(meta)),
+            parent_config=config_of(thread_id, ns, parent) if parent else None,
+            pending_writes=self._pending(w_flat),
+        )
+
+    def _migrate_pending_sends(self, checkpoint: Checkpoint, parent_writes: Any) -> None:
+        """Checkpoints before format v4 kept Send packets as the parent's TASKS writes."""
+        sends = [
+            self.serde.loads_typed((type_, data))
+            for _, channel, type_, data, _, _ in self._pending_rows(parent_writes)
+            if channel == TASKS
+        ]
+        if not sends:
+            return
+        checkpoint["channel_values"][TASKS] = sends
+        versions = checkpoint["channel_versions"]
+        versions[TASKS] = max(versions.values()) if versions else next_version(None)
+
+    # ---- reads -----------------------------------------------------------------
+
+    def get_tuple(self, config: RunnableConfig) -> Plan[CheckpointTuple | None]:
+        thread_id = validation.thread_id(config)
+        ns = validation.namespace(config)
+        cid = validation.checkpoint_id(config) or ""
+        keys = self.layout.thread(thread_id)
+        (entries,) = yield from self._reads(
+            [self._read_call(keys, namespaces=[ns], want=cid, limit=1)]
+        )
+        return self._tuple(thread_id, entries[0], entry_resolver(entries)) if entries else None
+
+    def delta_channel_history(
+        self, config: RunnableConfig, channels: Sequence[str]
+    ) -> Plan[dict[str, DeltaChannelHistory]]:
+        if not channels:
+            return {}
+        thread_id = validation.thread_id(config)
+        ns = validation.namespace(config)
+        cid = validation.checkpoint_id(config) or ""
+        for c in channels:
+            validation.text(c, "channel name")
+        keys = self.layout.thread(thread_id)
+        (ancestors,) = yield from self._scripts(
+            [ScriptCall(scripts.HISTORY, (keys.namespaces,), (keys.handle, ns, cid, *channels))]
+        )
+        collected: dict[str, list[PendingWrite]] = {c: [] for c in channels}
+        seeds: dict[str, Any] = {}
+        remaining = set(channels)
+        ns_raw = ns.encode()
+        values_of = resolver((ns_raw, a[3]) for a in ancestors)
+        for _, w_flat, seed_flat, _ in ancestors:
+            for task_id, channel, type_, data, _, _ in reversed(self._pending_rows(w_flat)):
+                if channel in remaining:
+                    value = self.serde.loads_typed((type_, data))
+                    collected[channel].append((task_id, channel, value))
+            for ch_raw, frame in codec.pairs(seed_flat).items():
+                channel = ch_raw.decode()
+                # a field name never holds a newline: this name is no base's
+                typed = values_of.value(ns_raw, b"\n" + ch_raw, frame)
+                seeds[channel] = self.serde.loads_typed(typed)
+                remaining.discard(channel)
+        result: dict[str, DeltaChannelHistory] = {}
+        for c in channels:
+            entry: DeltaChannelHistory = {"writes": list(reversed(collected[c]))}
+            if c in seeds:
+                entry["seed"] = seeds[c]
+            result[c] = entry
+        return result

@@ -1,0 +1,252 @@
+"""What every plan of a saver shares: its state, the detector's findings and the
+retry policy that carries an operation through failovers, slot moves and refusals."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    ConnectionError,
+    ReadOnlyError,
+    RedisClusterException,
+    ResponseError,
+    TimeoutError,
+    TryAgainError,
+)
+
+from . import codec, deltas, perkey, scripts
+from .commands import (
+    Arg,
+    Call,
+    Execution,
+    Mode,
+    Plan,
+    RoundTrip,
+    ScriptCall,
+    T,
+    pause,
+)
+from .detector import Capabilities, ModeLog, detect, is_refusal, probe_modes
+from .errors import DurabilityError, pool_exhausted
+from .keys import KeyLayout, ThreadKeys
+from .options import TTL, Durability
+
+IN_MOTION = (
+    ConnectionError,
+    TryAgainError,
+    AskError,
+    ClusterError,
+    ReadOnlyError,
+    RedisClusterException,
+)
+"""Errors of a topology changing under the operation: retried, not reported (but a
+full connection pool, also a ConnectionError to redis-py, is not one: see
+:func:`~.errors.pool_exhausted`)."""
+SCRIPT_IN_MOTION = ("non local key", "cluster is down")
+"""What a server says when a script meets a key of a slot that is being moved (a
+key its declared keys did not name: read scripts find checkpoint ids at run time)
+or a cluster without a quorum: the same as TRYAGAIN or CLUSTERDOWN."""
+
+
+def slot_in_motion(exc: BaseException) -> bool:
+    """A slot moving or a cluster re-forming under the call; not a lost connection."""
+    if isinstance(exc, ConnectionError):
+        return False
+    if isinstance(exc, IN_MOTION):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, ResponseError) and any(words in text for words in SCRIPT_IN_MOTION)
+
+
+def config_of(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
+    return {
+        "configurable": {
+            "thread_id": thread_id,
+            "checkpoint_ns": ns,
+            "checkpoint_id": checkpoint_id,
+        }
+    }
+
+
+def flatten(mapping: Mapping[Any, Arg]) -> list[Arg]:
+    out: list[Arg] = []
+    for k, v in mapping.items():
+        out += (k, v)
+    return out
+
+
+@dataclass
+class Session:
+    """What the plans of one saver share: its key layout, serializer, options, what
+    the detector found, and the caches of this process (hints, never trusted alone)."""
+
+    layout: KeyLayout
+    serde: SerializerProtocol
+    ttl: TTL = field(default_factory=TTL)
+    single_node: bool = True
+    """True when any keys may share a MULTI (standalone, Sentinel): the thread
+    directory entry then rides in the same round trip as the write."""
+    known_threads: set[str] = field(default_factory=set)
+    mode: Mode = field(default_factory=Mode)
+    transactions: bool | None = None
+    """Forced by the user: False never sends MULTI (None: as detected)."""
+    scripts: bool | None = None
+    """Forced by the user: False never sends scripts (None: as detected)."""
+    client_kind: str = "single"
+    capabilities: Capabilities | None = None
+    failover_wait: float = 15.0
+    """Seconds an operation waits for the server to come back (e.g. a Sentinel or
+    cluster failover) before its connection error reaches the caller."""
+    log: ModeLog = field(default_factory=ModeLog)
+    search_names: list[str] | None = None
+    """The search index of each shard (one name unless search sees one shard)."""
+    use_search: bool | None = None
+    """Forced by the user: False never creates or queries an index."""
+    durability: Durability | None = None
+    list_deltas: bool = True
+    """Store a list that grew by appending as the appended items (see deltas.py)."""
+    lists: deltas.ListBases = field(default_factory=deltas.ListBases)
+
+    @property
+    def execution(self) -> Execution:
+        return self.mode.execution
+
+    # ---- detection and run-time fallback ---------------------------------------
+
+    def adopt(self, caps: Capabilities) -> None:
+        self.capabilities = caps
+        if caps.topology == "cluster-node":
+            raise ValueError(
+                "this server is a Redis Cluster node but the client is not a cluster "
+                "client: pass a redis.cluster.RedisCluster client or a URL"
+            )
+        if self.use_search and not caps.search:
+            raise ValueError("search=True, but the server has no usable Search module")
+        if self.durability and (caps.replicas or 0) < self.durability.replicas:
+            raise ValueError(
+                f"durability asks for {self.durability.replicas} replica(s), but the server "
+                f"has {caps.replicas if caps.replicas is not None else 'an unknown number of'}"
+                " (or refuses WAIT): durable mode cannot be honoured here"
+            )
+        self.single_node = caps.topology in ("standalone", "sentinel")
+        self.mode.execution = caps.execution(self.transactions, self.scripts)
+        self.mode.scripts = caps.read_scripts(self.scripts)
+        if self.mode.execution is not Execution.TRANSACTION or not self.mode.scripts:
+            forced = self.transactions is False or self.scripts is False
+            refused = [
+                w for w, ok in (("MULTI", caps.transactions), ("scripts", caps.scripts)) if not ok
+            ]
+            reason = (
+                "forced by options"
+                if forced
+                else f"the server refuses {' and '.join(refused)} ({caps.topology})"
+            )
+            self.log.fallback(self.mode.execution, self.mode.scripts, reason)
+
+    def setup(self) -> Plan[Capabilities]:
+        """Probe the server once (again on every call: setup is idempotent)."""
+        self.adopt((yield from detect(self.layout, self.client_kind)))
+        assert self.capabilities is not None
+        return self.capabilities
+
+    def guarded(self, make: Callable[[], Plan[T]]) -> Plan[T]:
+        """Run an operation (detecting first if needed), through what a live system
+        throws at it. On a refusal, re-probe and switch mode if the server now
+        refuses what the mode needs. On a lost connection (a failover) or a cluster
+        in motion (TRYAGAIN, MOVED, ASK, CLUSTERDOWN during resharding or failover),
+        retry until ``failover_wait`` runs out. Every operation is idempotent, so a
+        retry after an unanswered attempt is safe. Timeouts are not retried: a
+        stalled server gets a clear error, not a longer wait; nor is a full
+        connection pool (redis-py's MaxConnectionsError is a ConnectionError, but
+        the client's own limit, not a lost connection)."""
+        if self.capabilities is None:
+            yield from self.setup()
+        deadline = time.monotonic() + self.failover_wait
+        while True:
+            try:
+                return (yield from make())
+            except Exception as exc:
+                if (
+                    isinstance(exc, TimeoutError)
+                    or pool_exhausted(exc)
+                    or not (isinstance(exc, IN_MOTION) or slot_in_motion(exc) or is_refusal(exc))
+                ):
+                    raise
+                error = exc
+            if slot_in_motion(error):
+                if time.monotonic() >= deadline:
+                    raise error
+                yield pause(0.1)
+                continue
+            multi, lua = yield from self._reachable(error, deadline)
+            now = Capabilities(transactions=multi, scripts=lua)
+            execution = now.execution(self.transactions, self.scripts)
+            scripts = now.read_scripts(self.scripts)
+            if (execution, scripts) != (self.mode.execution, self.mode.scripts):
+                reason = f"the server refused a request mid-flight ({error})"
+                self.log.fallback(execution, scripts, reason)
+                self.mode.execution, self.mode.scripts = execution, scripts
+            elif not isinstance(error, ConnectionError) or time.monotonic() >= deadline:
+                raise error
+            else:
+                yield pause(0.25)
+
+    def _reachable(self, first: BaseException, deadline: float) -> Plan[tuple[bool, bool]]:
+        """The mode probes, retried while the server is unreachable (a failover).
+
+        A cluster node does not start refusing MULTI during a failover, so there
+        the MULTI probe is not repeated (redis-py's asyncio cluster transaction,
+        which it would need, breaks under concurrent failover handling)."""
+        known = self.capabilities.transactions if self.capabilities else None
+        known = known if self.client_kind == "cluster" else None
+        while True:
+            try:
+                return (yield from probe_modes(self.layout, self.client_kind, known))
+            except (*IN_MOTION, TimeoutError) as exc:
+                if pool_exhausted(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise first from None
+                yield pause(0.25)
+
+    # ---- helpers ---------------------------------------------------------------
+
+    def _touch_call(self, keys: ThreadKeys) -> ScriptCall:
+        return ScriptCall(scripts.TOUCH, (keys.namespaces,), (keys.handle, self.ttl.ms))
+
+    def _atomic(self, keys: ThreadKeys, calls: list[Call]) -> Plan[list[Any]]:
+        """One atomic trip; with a TTL the renewal of the whole thread rides in it
+        (where scripts are refused it follows as its own steps). In durable mode the
+        trip ends with WAIT, and too few acknowledgements raise."""
+        renew = bool(self.ttl.ms)
+        if renew and self.mode.scripts:
+            calls, renew = [*calls, self._touch_call(keys)], False
+        d = self.durability
+        wait = (d.replicas, d.timeout_ms) if d else None
+        replies = yield RoundTrip(tuple(calls), atomic=True, wait=wait)
+        if renew:
+            yield from perkey.touch(self._touch_call(keys))
+        if d is not None and int(replies[-1]) < d.replicas:
+            raise DurabilityError(int(replies[-1]), d.replicas, d.timeout_ms)
+        return list(replies[: len(calls)])
+
+    def _scripts(self, calls: Sequence[ScriptCall]) -> Plan[list[Any]]:
+        """Script calls in one trip, or, where scripts are refused, the same work
+        as plain-command plans (same replies, more round trips)."""
+        if self.mode.scripts:
+            return list((yield RoundTrip(tuple(calls))))
+        replies = []
+        for call in calls:
+            replies.append((yield from perkey.PLANS[call.script.name](call)))
+        return replies
+
+    def _reads(self, calls: Sequence[ScriptCall]) -> Plan[list[Any]]:
+        """Read-script calls in one trip, their replies unpacked."""
+        return [codec.reply(r) for r in (yield from self._scripts(calls))]

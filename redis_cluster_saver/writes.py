@@ -1,0 +1,220 @@
+"""Writes: put (validate, encode, commands) and put_writes, each one atomic round
+trip, and the thread directory entry that lists a thread."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    get_serializable_checkpoint_metadata,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from . import codec, deltas, search, validation
+from .commands import (
+    Arg,
+    Call,
+    Command,
+    Execution,
+    Plan,
+    Require,
+    one,
+    refused,
+)
+from .keys import ThreadKeys, blob_field, write_field
+from .session import Session, config_of, flatten
+
+
+def _dump_typed(serde: SerializerProtocol, value: Any, what: str) -> tuple[str, bytes]:
+    try:
+        return serde.dumps_typed(value)
+    except Exception as exc:  # the serializer's own error types vary
+        raise TypeError(f"{what} could not be serialized: {type(exc).__name__}: {exc}") from exc
+
+
+def _dumps(serde: SerializerProtocol, value: Any, what: str) -> bytes:
+    return codec.pack(_dump_typed(serde, value, what))
+
+
+def _timestamp_ms(ts: Any) -> int:
+    try:
+        return int(datetime.fromisoformat(str(ts)).timestamp() * 1000)
+    except ValueError:
+        return 0
+
+
+class Writes(Session):
+    """The write plans."""
+
+    def _publish(self, thread_id: str, keys: ThreadKeys, calls: list[Call]) -> Plan[list[Any]]:
+        """Send a thread's write as one atomic trip, listing the thread in the directory;
+        the replies are those of ``calls``.
+
+        On one node the directory entry joins the transaction. On a cluster or proxy
+        it lives in another slot. It goes first, once per thread and process (a
+        crash between the two leaves only a directory entry with no data, which
+        readers skip), and again after any write that finds the thread absent:
+        another process may have deleted the thread, and its entry, since this
+        process listed it (see :meth:`_unlist`).
+        """
+        entry = Command.of("SADD", self.layout.directory(thread_id), thread_id)
+        if self.single_node:
+            return (yield from self._atomic(keys, [*calls, entry]))[: len(calls)]
+        if thread_id not in self.known_threads:
+            yield one(entry)
+            self.known_threads.add(thread_id)
+        head = 1 if calls and isinstance(calls[0], Require) else 0  # a precondition stays first
+        sent = [*calls[:head], Command.of("EXISTS", keys.namespaces), *calls[head:]]
+        replies = yield from self._atomic(keys, sent)
+        if refused(sent, replies):
+            return replies[:1]
+        if not replies.pop(head):  # EXISTS: 0, the thread was absent
+            yield one(entry)
+        return replies
+
+    # ---- writes ----------------------------------------------------------------
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> Plan[RunnableConfig]:
+        thread_id = validation.thread_id(config)
+        ns = validation.namespace(config)
+        parent_id = validation.checkpoint_id(config)
+        if not isinstance(checkpoint, Mapping):
+            raise TypeError(f"checkpoint must be a mapping, not {type(checkpoint).__name__}")
+        cid = validation.text(checkpoint.get("id"), "checkpoint['id']")
+        if not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
+        body: dict[str, Any] = dict(checkpoint)
+        for channel, version in {**body.get("channel_versions", {}), **new_versions}.items():
+            validation.text(channel, "channel name")
+            if isinstance(version, str):
+                validation.text(version, f"version of channel {channel!r:.80}")
+        values = body.pop("channel_values", None) or {}
+        blobs: dict[str, bytes] = {}
+        lists: dict[str, tuple[str, deltas.Written, str | None]] = {}  # field: channel, what, base
+        compact = self.list_deltas and self.mode.scripts  # a delta's precondition is a script
+        for channel, version in new_versions.items():  # names checked above
+            if channel in values:
+                f = blob_field(channel, version)
+                if not compact:
+                    blobs[f] = _dumps(self.serde, values[channel], f"channel {channel!r}")
+                    continue
+                type_, data = _dump_typed(self.serde, values[channel], f"channel {channel!r}")
+                encoded = self.lists.encode(thread_id, ns, channel, f, type_, data)
+                blobs[f] = encoded.frame
+                if encoded.written is not None:
+                    lists[f] = (channel, encoded.written, encoded.base)
+        type_, data = _dump_typed(self.serde, body, "checkpoint")
+        md = get_serializable_checkpoint_metadata(config, metadata)
+        fields: dict[str, Arg] = {
+            "checkpoint": data,
+            "type": type_,
+            "parent": parent_id or "",
+            "v": int(body.get("v", 1)),
+            "blobs": "\n".join(blob_field(c, v) for c, v in body["channel_versions"].items()),
+            "thread_id": thread_id,
+            "checkpoint_ns": ns,
+            "checkpoint_id": cid,
+            "sort_key": search.sort_key(cid, thread_id, ns),
+            "ts": _timestamp_ms(body.get("ts")),
+        }
+        fields["meta"], per_key = codec.dump_metadata(md)
+        fields.update(per_key)
+        for name in ("source", "run_id"):
+            if isinstance(md.get(name), str):
+                fields[name] = cast(str, md.get(name))
+        step = search.number(md.get("step"))  # the index's copy of step
+        if step is not None:
+            fields["step"] = step
+        keys = self.layout.thread(thread_id)
+        cp_key = validation.key_size(
+            keys.checkpoint(ns, cid), "thread_id, checkpoint_ns and checkpoint['id']"
+        )
+        checkpoint_calls = [
+            Command.of("DEL", cp_key),
+            Command(("HSET", cp_key, *flatten(fields))),
+            Command.of("SADD", keys.namespaces, ns),
+            Command.of("ZADD", keys.registry(ns), 0, cid),  # published last
+        ]
+        while True:
+            # a (channel, version) names one value: the first stored stays, so no
+            # later write changes what a stored checkpoint (or a delta on it) reads
+            calls: list[Call] = [
+                Command.of("HSETNX", keys.blobs(ns), f, frame) for f, frame in blobs.items()
+            ]
+            bases = sorted({base for _, _, base in lists.values() if base is not None})
+            if bases:  # a delta is written only where its base still exists
+                calls.insert(0, Require(keys.blobs(ns), tuple(bases)))
+            replies = yield from self._publish(thread_id, keys, [*calls, *checkpoint_calls])
+            gone = set(refused(calls, replies))
+            if not gone:
+                break
+            # another process deleted or pruned the bases (or a failover lost them)
+            # since this process wrote them: nothing was applied; store those whole
+            for f, (channel, written, base) in list(lists.items()):
+                if base in gone:
+                    blobs[f], whole = written.whole()
+                    lists[f] = (channel, whole, None)
+        stored = dict(zip(blobs, replies[1 if bases else 0 :], strict=False))
+        for f, (channel, written, _) in lists.items():
+            if stored.get(f):  # HSETNX: 1, or True through redis-py's reply callback
+                self.lists.remember(thread_id, ns, channel, written)
+            else:  # the field held a value already: this process's bytes may not be it
+                self.lists.forget_channel(thread_id, ns, channel)
+        return config_of(thread_id, ns, cid)
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> Plan[None]:
+        thread_id = validation.thread_id(config)
+        ns = validation.namespace(config)
+        cid = validation.checkpoint_id(config)
+        if cid is None:
+            raise ValueError("put_writes needs config['configurable']['checkpoint_id']")
+        validation.text(task_id, "task_id")
+        validation.text(task_path, "task_path")
+        keys = self.layout.thread(thread_id)
+        key = validation.key_size(
+            keys.writes(ns, cid), "thread_id, checkpoint_ns and checkpoint_id"
+        )
+        overwrite: dict[str, bytes] = {}  # special channels keep one slot and overwrite it
+        ordinary: dict[str, bytes] = {}  # never overwritten: a retried task keeps its first result
+        for idx, (channel, value) in enumerate(writes):
+            validation.text(channel, "write channel")
+            i = WRITES_IDX_MAP.get(channel, idx)
+            type_, data = _dump_typed(self.serde, value, f"write to {channel!r}")
+            frame = codec.dump_write(task_id, channel, type_, data, task_path, i)
+            (overwrite if i < 0 else ordinary)[write_field(task_id, i)] = frame
+        if not overwrite and not ordinary:
+            return
+        if self.execution is Execution.PER_KEY:
+            # no transaction to hold them: one HSET carries the task's writes, all or
+            # none, with the ordinary ones already stored left out
+            if ordinary:
+                (present,) = yield one(Command(("HMGET", key, *ordinary)))
+                ordinary = {f: v for (f, v), got in zip(ordinary.items(), present) if got is None}
+            calls: list[Call] = []
+            if ordinary or overwrite:
+                calls = [Command(("HSET", key, *flatten({**ordinary, **overwrite})))]
+        else:
+            calls = [Command.of("HSETNX", key, f, v) for f, v in ordinary.items()]
+            if overwrite:
+                calls.append(Command(("HSET", key, *flatten(overwrite))))
+        if calls:  # listed first: a cleanup must find every writes hash there is
+            yield from self._atomic(keys, [Command.of("SADD", keys.write_keys, key), *calls])
