@@ -60,9 +60,9 @@ class CrossThread(Reads):
             before=before_id,
             filter_args=filter_args,
         )
-        (entries,) = yield from self._reads([call])
+        (entries,) = yield from self._scripts([call])
         values_of = entry_resolver(entries)
-        entries = sorted(entries, key=lambda e: (e[1], e[0]))  # id, then ns
+        entries = sorted(entries, key=lambda e: (e.id, e.ns))
         # oldest first: a delta is rebuilt on its already rebuilt base
         tuples = [self._tuple(thread_id, entry, values_of) for entry in entries][::-1]
         # the 'id' read ignores filters; the others filtered exactly already, and
@@ -194,7 +194,7 @@ class CrossThread(Reads):
             self._read_call(self.layout.thread(t), namespaces=[ns], want=cid)
             for cid, t, ns in wanted
         ]
-        replies = yield from self._reads(calls)
+        replies = yield from self._scripts(calls)
         return [
             self._tuple(t, entries[0], entry_resolver(entries))
             for (_, t, _), entries in zip(wanted, replies, strict=True)
@@ -231,12 +231,12 @@ class CrossThread(Reads):
             )
             for tid in thread_ids
         ]
-        replies = yield from self._reads(calls)
+        replies = yield from self._scripts(calls)
         found = sorted(
             (
                 (cid.decode(), tid, ns.decode())
-                for tid, pairs in zip(thread_ids, replies, strict=True)
-                for ns, cid in pairs
+                for tid, listed in zip(thread_ids, replies, strict=True)
+                for ns, cid in listed
             ),
             reverse=True,
         )

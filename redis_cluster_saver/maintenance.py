@@ -111,22 +111,22 @@ class Maintenance(Writes, CrossThread):
         if not exported:
             return
         calls: list[Call] = []
-        for ns_raw, blobs_flat, entries in exported:
-            ns = ns_raw.decode()
-            blobs = codec.pairs(blobs_flat)
+        for namespace in exported:
+            ns = namespace.ns.decode()
+            blobs = codec.pairs(namespace.blobs)
             if blobs:
                 calls.append(Command(("HSET", dkeys.blobs(ns), *flatten(blobs))))
             ids: list[Arg] = []
-            for id_raw, cp_flat, w_flat in entries:
-                cid = id_raw.decode()
-                cp = codec.pairs(cp_flat)
+            for exported_cp in namespace.checkpoints:
+                cid = exported_cp.id.decode()
+                cp = codec.pairs(exported_cp.checkpoint)
                 cp[b"thread_id"] = dst.encode()
                 cp[b"sort_key"] = search.sort_key(cid, dst, ns).encode()
                 calls += [
                     Command.of("DEL", dkeys.checkpoint(ns, cid), dkeys.writes(ns, cid)),
                     Command(("HSET", dkeys.checkpoint(ns, cid), *flatten(cp))),
                 ]
-                writes = codec.pairs(w_flat)
+                writes = codec.pairs(exported_cp.writes)
                 if writes:
                     calls.append(Command(("HSET", dkeys.writes(ns, cid), *flatten(writes))))
                 ids += [0, cid]

@@ -14,8 +14,9 @@ from typing import Any
 import orjson
 
 from . import codec, deltas
-from .commands import Arg, Command, Plan, RoundTrip, ScriptCall, one
+from .commands import Command, Plan, RoundTrip, ScriptCall, one
 from .keys import ThreadKeys, escape
+from .replies import Ancestor, Entry, ExportedCheckpoint, ExportedNamespace, Fields, Listed
 
 BATCH = 64
 
@@ -72,11 +73,10 @@ def _bases(keys: ThreadKeys, ns: str, frames: Sequence[Any], seen: set[bytes]) -
     return out
 
 
-def load_entries(keys: ThreadKeys, ns: str, ids: Sequence[str]) -> Plan[list[list[Any]]]:
-    """Entries shaped like the read script's: [ns, id, cp, writes, values, parent
-    writes, delta bases]."""
-    if not ids:
-        return []
+def _checkpoints(
+    keys: ThreadKeys, ns: str, ids: Sequence[str]
+) -> Plan[list[tuple[str, dict[bytes, bytes], Any]]]:
+    """(id, checkpoint hash, writes hash) of the ids still stored, in one trip."""
     calls: list[Command] = []
     for cid in ids:
         calls += [
@@ -85,12 +85,18 @@ def load_entries(keys: ThreadKeys, ns: str, ids: Sequence[str]) -> Plan[list[lis
         ]
     replies = yield RoundTrip(tuple(calls))
     found = []
-    for i, cid in enumerate(ids):
-        cp = codec.pairs(replies[2 * i])
+    for cid, cp, writes in zip(ids, replies[::2], replies[1::2], strict=True):
         if cp:
-            found.append((cid, cp, replies[2 * i + 1]))
+            found.append((cid, codec.pairs(cp), writes))
+    return found
+
+
+def _values_and_parents(
+    keys: ThreadKeys, ns: str, found: Sequence[tuple[str, dict[bytes, bytes], Any]]
+) -> Plan[list[tuple[list[Any], Any]]]:
+    """(channel values, parent writes before format v4) of each checkpoint, in one trip."""
     follow: list[Command] = []
-    where: list[tuple[int | None, int | None]] = []  # per entry: (values, parent writes)
+    where: list[tuple[int | None, int | None]] = []
     for _, cp, _ in found:
         names = [n for n in cp[b"blobs"].split(b"\n") if n] if cp.get(b"blobs") else []
         vi = pi = None
@@ -102,18 +108,35 @@ def load_entries(keys: ThreadKeys, ns: str, ids: Sequence[str]) -> Plan[list[lis
             follow.append(Command.of("HGETALL", keys.writes(ns, _s(cp[b"parent"]))))
         where.append((vi, pi))
     more = (yield RoundTrip(tuple(follow))) if follow else []
-    rows = []
-    for (cid, cp, writes), (vi, pi) in zip(found, where):
-        values = more[vi] if vi is not None else []
-        parent_writes = more[pi] if pi is not None else {}
-        fields = [cp.get(f.encode()) for f in codec.READ_FIELDS]
-        rows.append(
-            [ns.encode(), cid.encode(), fields, _flat(writes), values, _flat(parent_writes)]
+    return [
+        (more[vi] if vi is not None else [], more[pi] if pi is not None else {}) for vi, pi in where
+    ]
+
+
+def load_entries(
+    keys: ThreadKeys, ns: str, ids: Sequence[str]
+) -> Plan[list[tuple[Entry, dict[bytes, bytes]]]]:
+    """The read script's entries for these ids, each with its whole checkpoint hash
+    (which filters read); the first carries the delta bases of all."""
+    if not ids:
+        return []
+    found = yield from _checkpoints(keys, ns, ids)
+    loaded = yield from _values_and_parents(keys, ns, found)
+    rows = [
+        Entry(
+            ns.encode(),
+            cid.encode(),
+            Fields(*(cp.get(f.encode()) for f in codec.READ_FIELDS)),  # type: ignore[arg-type]
+            _flat(writes),
+            list(values),
+            _flat(parent_writes),
+            [],
         )
+        for (cid, cp, writes), (values, parent_writes) in zip(found, loaded, strict=True)
+    ]
     if not rows:
         return []
-    # the client looks bases up across the entries of a reply: the first carries them
-    bases = yield from _bases(keys, ns, [v for row in rows for v in row[4]], set())
+    bases = yield from _bases(keys, ns, [v for row in rows for v in row.values], set())
     # Read last, after its values: a checkpoint still there was not deleted before
     # them (deletions drop the checkpoint first, its values after; a TTL sets them
     # all at once, the checkpoint first). One gone meanwhile is dropped, as if read
@@ -122,9 +145,7 @@ def load_entries(keys: ThreadKeys, ns: str, ids: Sequence[str]) -> Plan[list[lis
         tuple(Command.of("EXISTS", keys.checkpoint(ns, c)) for c, _, _ in found)
     )
     kept = [(row, cp) for row, (_, cp, _), n in zip(rows, found, alive, strict=True) if n]
-    return [  # and, past the script's shape, the whole hash, which filters read
-        [*row, bases if i == 0 else [], cp] for i, (row, cp) in enumerate(kept)
-    ]
+    return [(row._replace(bases=bases if i == 0 else []), cp) for i, (row, cp) in enumerate(kept)]
 
 
 def matches(cp: dict[bytes, bytes], filters: Sequence[tuple[bytes, bytes]]) -> bool:
@@ -137,7 +158,7 @@ def matches(cp: dict[bytes, bytes], filters: Sequence[tuple[bytes, bytes]]) -> b
     return True
 
 
-def read(call: ScriptCall) -> Plan[list[list[Any]]]:
+def read(call: ScriptCall) -> Plan[list[Entry] | list[Listed]]:
     base, mode, ttl, limit, before, want, n, *rest = call.args
     keys = ThreadKeys(_s(base))
     count, limit_n = int(n), int(limit)
@@ -147,29 +168,40 @@ def read(call: ScriptCall) -> Plan[list[list[Any]]]:
         yield from touch(ScriptCall(call.script, call.keys, (base, ttl)))
     if not namespaces:
         namespaces = yield from _namespaces(keys)
-    out: list[list[Any]] = []
+    if mode == "id":
+        out: list[Entry] = []
+        for ns in namespaces:
+            out += [e for e, _ in (yield from load_entries(keys, ns, [_s(want)]))]
+        return out
+    found: list[Entry] = []
     for ns in namespaces:
-        if mode == "id":
-            out += [e[:7] for e in (yield from load_entries(keys, ns, [_s(want)]))]
-            continue
-        upper = f"({_s(before)}" if before else "+"
-        found, first = 0, len(out)
-        carried: list[bytes] = []  # delta bases, whichever entry brought them
-        while limit_n == 0 or found < limit_n:
-            (ids,) = yield one(
-                Command.of("ZREVRANGEBYLEX", keys.registry(ns), upper, "-", "LIMIT", 0, BATCH)
-            )
-            entries = yield from load_entries(keys, ns, [_s(i) for i in ids])
-            for entry in entries:
-                carried += entry[6]
-                if matches(entry[7], filters) and (limit_n == 0 or found < limit_n):
-                    out.append(entry[:2] if mode == "ids" else [*entry[:6], []])
-                    found += 1
-            if len(ids) < BATCH:
-                break
-            upper = f"({_s(ids[-1])}"
-        if mode != "ids" and len(out) > first:
-            out[first][6] = carried
+        found += yield from _newest(keys, ns, _s(before), limit_n, filters)
+    if mode == "ids":
+        return [Listed(e.ns, e.id) for e in found]
+    return found
+
+
+def _newest(
+    keys: ThreadKeys, ns: str, before: str, limit: int, filters: Sequence[tuple[bytes, bytes]]
+) -> Plan[list[Entry]]:
+    """A namespace's checkpoints newest first that match ``filters`` (at most ``limit``,
+    0: all), before ``before``; the first carries the delta bases all of them need."""
+    upper = f"({before}" if before else "+"
+    out: list[Entry] = []
+    carried: list[bytes] = []  # delta bases, whichever entry brought them
+    while limit == 0 or len(out) < limit:
+        (ids,) = yield one(
+            Command.of("ZREVRANGEBYLEX", keys.registry(ns), upper, "-", "LIMIT", 0, BATCH)
+        )
+        for entry, cp in (yield from load_entries(keys, ns, [_s(i) for i in ids])):
+            carried += entry.bases
+            if matches(cp, filters) and (limit == 0 or len(out) < limit):
+                out.append(entry._replace(bases=[]))
+        if len(ids) < BATCH:
+            break
+        upper = f"({_s(ids[-1])}"
+    if out:
+        out[0] = out[0]._replace(bases=carried)
     return out
 
 
@@ -289,9 +321,9 @@ def delete_runs(call: ScriptCall) -> Plan[int]:
     return (yield from _scard(keys))
 
 
-def export(call: ScriptCall) -> Plan[list[list[Any]]]:
+def export(call: ScriptCall) -> Plan[list[ExportedNamespace]]:
     keys = ThreadKeys(_s(call.args[0]))
-    out: list[list[Any]] = []
+    out: list[ExportedNamespace] = []
     for ns in (yield from _namespaces(keys)):
         ids = yield from _ids(keys, ns)
         calls = [Command.of("HGETALL", keys.blobs(ns))]
@@ -301,16 +333,16 @@ def export(call: ScriptCall) -> Plan[list[list[Any]]]:
                 Command.of("HGETALL", keys.writes(ns, cid)),
             ]
         replies = yield RoundTrip(tuple(calls))
-        entries = [
-            [cid.encode(), _flat(replies[1 + 2 * i]), _flat(replies[2 + 2 * i])]
-            for i, cid in enumerate(ids)
-            if replies[1 + 2 * i]
+        checkpoints = [
+            ExportedCheckpoint(cid.encode(), _flat(cp), _flat(writes))
+            for cid, cp, writes in zip(ids, replies[1::2], replies[2::2], strict=True)
+            if cp
         ]
-        out.append([ns.encode(), _flat(replies[0]), entries])
+        out.append(ExportedNamespace(ns.encode(), _flat(replies[0]), checkpoints))
     return out
 
 
-def history(call: ScriptCall) -> Plan[list[list[Any]]]:
+def history(call: ScriptCall) -> Plan[list[Ancestor]]:
     base, ns_arg, cid, *channels = call.args
     keys, ns = ThreadKeys(_s(base)), _s(ns_arg)
     target = _s(cid)
@@ -321,7 +353,7 @@ def history(call: ScriptCall) -> Plan[list[list[Any]]]:
         target = ids[0]
     remaining = {escape(_s(c)) + ":": _s(c) for c in channels}
     ((cur,),) = yield from _cp_fields(keys, ns, [target], "parent")
-    out: list[list[Any]] = []
+    out: list[Ancestor] = []
     while remaining and cur:
         ((blob_list, parent),) = yield from _cp_fields(keys, ns, [_s(cur)], "blobs", "parent")
         if blob_list is None:
@@ -329,7 +361,7 @@ def history(call: ScriptCall) -> Plan[list[list[Any]]]:
         (writes,) = yield one(Command.of("HGETALL", keys.writes(ns, _s(cur))))
         names = [_s(f) for f in _b(blob_list).split(b"\n") if f]
         candidates = [f for f in names if f[: f.index(":") + 1] in remaining]
-        seeds: list[Arg] = []
+        seeds: list[bytes] = []
         bases: list[bytes] = []
         if candidates:
             values = yield RoundTrip(
@@ -339,7 +371,7 @@ def history(call: ScriptCall) -> Plan[list[list[Any]]]:
                 if value is not None:
                     seeds += [remaining.pop(f[: f.index(":") + 1]).encode(), value]
             bases = yield from _bases(keys, ns, values, set())
-        out.append([_b(cur), _flat(writes), seeds, bases])
+        out.append(Ancestor(_b(cur), _flat(writes), seeds, bases))
         cur = parent
     return out
 

@@ -24,6 +24,7 @@ from .commands import (
     ScriptCall,
 )
 from .keys import ThreadKeys, unescape
+from .replies import Entry
 from .session import Session, config_of
 from .versions import next_version
 
@@ -40,8 +41,8 @@ def resolver(pairs_by_ns: Iterable[tuple[bytes, Sequence[bytes]]]) -> deltas.Res
     return deltas.Resolver(frames)
 
 
-def entry_resolver(entries: Sequence[Sequence[Any]]) -> deltas.Resolver:
-    return resolver((e[0], e[6]) for e in entries)
+def entry_resolver(entries: Sequence[Entry]) -> deltas.Resolver:
+    return resolver((e.ns, e.bases) for e in entries)
 
 
 def matches(t: CheckpointTuple, filter: Mapping[str, Any] | None, before_id: str) -> bool:
@@ -86,30 +87,27 @@ class Reads(Session):
             for task_id, channel, type_, data, _, _ in self._pending_rows(flat)
         ]
 
-    def _tuple(
-        self, thread_id: str, entry: Sequence[Any], values_of: deltas.Resolver
-    ) -> CheckpointTuple:
-        ns_raw, id_raw, cp, w_flat, values, parent_writes, _ = entry
-        ns, cid = ns_raw.decode(), id_raw.decode()
-        data, type_, parent_raw, _, blobs, meta = cp  # codec.READ_FIELDS
-        body = self.serde.loads_typed((type_.decode(), data))
+    def _tuple(self, thread_id: str, entry: Entry, values_of: deltas.Resolver) -> CheckpointTuple:
+        ns, cid = entry.ns.decode(), entry.id.decode()
+        fields = entry.fields
+        body = self.serde.loads_typed((fields.type.decode(), fields.checkpoint))
         channel_values: dict[str, Any] = {}
-        names = blobs.split(b"\n") if blobs else []
-        for name, frame in zip(names, values, strict=True):
-            if frame:  # None or False: no value stored
+        names = fields.blobs.split(b"\n") if fields.blobs else []
+        for name, frame in zip(names, entry.values, strict=True):
+            if frame is not None:
                 channel = unescape(name[: name.index(b":")].decode())
-                typed = values_of.value(ns_raw, name, frame)
+                typed = values_of.value(entry.ns, name, frame)
                 channel_values[channel] = self.serde.loads_typed(typed)
         checkpoint = cast(Checkpoint, {**body, "channel_values": channel_values})
-        parent = parent_raw.decode()
-        if parent_writes:
-            self._migrate_pending_sends(checkpoint, parent_writes)
+        parent = fields.parent.decode()
+        if entry.parent_writes:
+            self._migrate_pending_sends(checkpoint, entry.parent_writes)
         return CheckpointTuple(
             config=config_of(thread_id, ns, cid),
             checkpoint=checkpoint,
-            metadata=cast(CheckpointMetadata, codec.load_metadata(meta)),
+            metadata=cast(CheckpointMetadata, codec.load_metadata(fields.meta)),
             parent_config=config_of(thread_id, ns, parent) if parent else None,
-            pending_writes=self._pending(w_flat),
+            pending_writes=self._pending(entry.writes),
         )
 
     def _migrate_pending_sends(self, checkpoint: Checkpoint, parent_writes: Any) -> None:
@@ -132,7 +130,7 @@ class Reads(Session):
         ns = validation.namespace(config)
         cid = validation.checkpoint_id(config) or ""
         keys = self.layout.thread(thread_id)
-        (entries,) = yield from self._reads(
+        (entries,) = yield from self._scripts(
             [self._read_call(keys, namespaces=[ns], want=cid, limit=1)]
         )
         return self._tuple(thread_id, entries[0], entry_resolver(entries)) if entries else None
@@ -155,13 +153,15 @@ class Reads(Session):
         seeds: dict[str, Any] = {}
         remaining = set(channels)
         ns_raw = ns.encode()
-        values_of = resolver((ns_raw, a[3]) for a in ancestors)
-        for _, w_flat, seed_flat, _ in ancestors:
-            for task_id, channel, type_, data, _, _ in reversed(self._pending_rows(w_flat)):
+        values_of = resolver((ns_raw, a.bases) for a in ancestors)
+        for ancestor in ancestors:
+            for task_id, channel, type_, data, _, _ in reversed(
+                self._pending_rows(ancestor.writes)
+            ):
                 if channel in remaining:
                     value = self.serde.loads_typed((type_, data))
                     collected[channel].append((task_id, channel, value))
-            for ch_raw, frame in codec.pairs(seed_flat).items():
+            for ch_raw, frame in codec.pairs(ancestor.seeds).items():
                 channel = ch_raw.decode()
                 # a field name never holds a newline: this name is no base's
                 typed = values_of.value(ns_raw, b"\n" + ch_raw, frame)

@@ -21,7 +21,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from . import codec, deltas, perkey, scripts
+from . import codec, deltas, perkey, replies, scripts
 from .commands import (
     Arg,
     Call,
@@ -238,15 +238,16 @@ class Session:
         return list(replies[: len(calls)])
 
     def _scripts(self, calls: Sequence[ScriptCall]) -> Plan[list[Any]]:
-        """Script calls in one trip, or, where scripts are refused, the same work
-        as plain-command plans (same replies, more round trips)."""
+        """Script calls in one trip, their answers decoded (replies.py); where scripts
+        are refused, the same work as plain-command plans, which answer with the same
+        records in a few more round trips."""
         if self.mode.scripts:
-            return list((yield RoundTrip(tuple(calls))))
-        replies = []
+            raw = yield RoundTrip(tuple(calls))
+            return [
+                replies.decode(c.script.name, codec.reply(r), ids_only=c.args[1:2] == ("ids",))
+                for c, r in zip(calls, raw, strict=True)
+            ]
+        answers = []
         for call in calls:
-            replies.append((yield from perkey.PLANS[call.script.name](call)))
-        return replies
-
-    def _reads(self, calls: Sequence[ScriptCall]) -> Plan[list[Any]]:
-        """Read-script calls in one trip, their replies unpacked."""
-        return [codec.reply(r) for r in (yield from self._scripts(calls))]
+            answers.append((yield from perkey.PLANS[call.script.name](call)))
+        return answers

@@ -4,6 +4,7 @@ trip, and the thread directory entry that lists a thread."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
@@ -50,6 +51,64 @@ def _timestamp_ms(ts: Any) -> int:
         return 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Put:
+    """A put's input, checked."""
+
+    thread_id: str
+    ns: str
+    parent_id: str | None
+    cid: str
+    body: dict[str, Any]
+    """The checkpoint without its channel values."""
+    values: Mapping[str, Any]
+    metadata: CheckpointMetadata
+    new_versions: ChannelVersions
+
+
+def _validated(
+    config: RunnableConfig,
+    checkpoint: Checkpoint,
+    metadata: CheckpointMetadata,
+    new_versions: ChannelVersions,
+) -> _Put:
+    thread_id = validation.thread_id(config)
+    ns = validation.namespace(config)
+    parent_id = validation.checkpoint_id(config)
+    if not isinstance(checkpoint, Mapping):
+        raise TypeError(f"checkpoint must be a mapping, not {type(checkpoint).__name__}")
+    cid = validation.text(checkpoint.get("id"), "checkpoint['id']")
+    if not isinstance(metadata, Mapping):
+        raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
+    body: dict[str, Any] = dict(checkpoint)
+    for channel, version in {**body.get("channel_versions", {}), **new_versions}.items():
+        validation.text(channel, "channel name")
+        if isinstance(version, str):
+            validation.text(version, f"version of channel {channel!r:.80}")
+    values = body.pop("channel_values", None) or {}
+    md = get_serializable_checkpoint_metadata(config, metadata)
+    return _Put(thread_id, ns, parent_id, cid, body, values, md, new_versions)
+
+
+@dataclass
+class _Values:
+    """A put's channel values: frames by blob field, and the lists among them with
+    what this process wrote (field: channel, written, delta base or None)."""
+
+    frames: dict[str, bytes] = field(default_factory=dict)
+    lists: dict[str, tuple[str, deltas.Written, str | None]] = field(default_factory=dict)
+
+    def bases(self) -> tuple[str, ...]:
+        return tuple(sorted({base for _, _, base in self.lists.values() if base is not None}))
+
+    def store_whole(self, gone: set[str]) -> None:
+        """The deltas on these bases become whole values."""
+        for f, (channel, written, base) in list(self.lists.items()):
+            if base in gone:
+                self.frames[f], whole = written.whole()
+                self.lists[f] = (channel, whole, None)
+
+
 class Writes(Session):
     """The write plans."""
 
@@ -88,47 +147,49 @@ class Writes(Session):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> Plan[RunnableConfig]:
-        thread_id = validation.thread_id(config)
-        ns = validation.namespace(config)
-        parent_id = validation.checkpoint_id(config)
-        if not isinstance(checkpoint, Mapping):
-            raise TypeError(f"checkpoint must be a mapping, not {type(checkpoint).__name__}")
-        cid = validation.text(checkpoint.get("id"), "checkpoint['id']")
-        if not isinstance(metadata, Mapping):
-            raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
-        body: dict[str, Any] = dict(checkpoint)
-        for channel, version in {**body.get("channel_versions", {}), **new_versions}.items():
-            validation.text(channel, "channel name")
-            if isinstance(version, str):
-                validation.text(version, f"version of channel {channel!r:.80}")
-        values = body.pop("channel_values", None) or {}
-        blobs: dict[str, bytes] = {}
-        lists: dict[str, tuple[str, deltas.Written, str | None]] = {}  # field: channel, what, base
+        """Validate, encode, then send: nothing is sent before all input is checked."""
+        put = _validated(config, checkpoint, metadata, new_versions)
+        values = self._encoded_values(put)
+        fields = self._checkpoint_fields(put)
+        yield from self._store(put, values, fields)
+        return config_of(put.thread_id, put.ns, put.cid)
+
+    def _encoded_values(self, put: _Put) -> _Values:
+        """The changed channels' frames by blob field; growing lists as deltas where
+        this process remembers the last version (see deltas.py)."""
+        values = _Values()
         compact = self.list_deltas and self.mode.scripts  # a delta's precondition is a script
-        for channel, version in new_versions.items():  # names checked above
-            if channel in values:
-                f = blob_field(channel, version)
-                if not compact:
-                    blobs[f] = _dumps(self.serde, values[channel], f"channel {channel!r}")
-                    continue
-                type_, data = _dump_typed(self.serde, values[channel], f"channel {channel!r}")
-                encoded = self.lists.encode(thread_id, ns, channel, f, type_, data)
-                blobs[f] = encoded.frame
-                if encoded.written is not None:
-                    lists[f] = (channel, encoded.written, encoded.base)
-        type_, data = _dump_typed(self.serde, body, "checkpoint")
-        md = get_serializable_checkpoint_metadata(config, metadata)
+        for channel, version in put.new_versions.items():  # names checked
+            if channel not in put.values:
+                continue
+            f = blob_field(channel, version)
+            what = f"channel {channel!r}"
+            if not compact:
+                values.frames[f] = _dumps(self.serde, put.values[channel], what)
+                continue
+            type_, data = _dump_typed(self.serde, put.values[channel], what)
+            encoded = self.lists.encode(put.thread_id, put.ns, channel, f, type_, data)
+            values.frames[f] = encoded.frame
+            if encoded.written is not None:
+                values.lists[f] = (channel, encoded.written, encoded.base)
+        return values
+
+    def _checkpoint_fields(self, put: _Put) -> dict[str, Arg]:
+        """The checkpoint hash: body, parent, the blob fields it uses, metadata (whole
+        and per key), and what the search index reads."""
+        type_, data = _dump_typed(self.serde, put.body, "checkpoint")
+        md = put.metadata
         fields: dict[str, Arg] = {
             "checkpoint": data,
             "type": type_,
-            "parent": parent_id or "",
-            "v": int(body.get("v", 1)),
-            "blobs": "\n".join(blob_field(c, v) for c, v in body["channel_versions"].items()),
-            "thread_id": thread_id,
-            "checkpoint_ns": ns,
-            "checkpoint_id": cid,
-            "sort_key": search.sort_key(cid, thread_id, ns),
-            "ts": _timestamp_ms(body.get("ts")),
+            "parent": put.parent_id or "",
+            "v": int(put.body.get("v", 1)),
+            "blobs": "\n".join(blob_field(c, v) for c, v in put.body["channel_versions"].items()),
+            "thread_id": put.thread_id,
+            "checkpoint_ns": put.ns,
+            "checkpoint_id": put.cid,
+            "sort_key": search.sort_key(put.cid, put.thread_id, put.ns),
+            "ts": _timestamp_ms(put.body.get("ts")),
         }
         fields["meta"], per_key = codec.dump_metadata(md)
         fields.update(per_key)
@@ -138,42 +199,44 @@ class Writes(Session):
         step = search.number(md.get("step"))  # the index's copy of step
         if step is not None:
             fields["step"] = step
-        keys = self.layout.thread(thread_id)
+        return fields
+
+    def _store(self, put: _Put, values: _Values, fields: dict[str, Arg]) -> Plan[None]:
+        """One atomic trip: values, then the checkpoint, published last. A delta goes
+        only where its base still exists, else nothing is applied and it goes whole."""
+        keys = self.layout.thread(put.thread_id)
+        ns = put.ns
         cp_key = validation.key_size(
-            keys.checkpoint(ns, cid), "thread_id, checkpoint_ns and checkpoint['id']"
+            keys.checkpoint(ns, put.cid), "thread_id, checkpoint_ns and checkpoint['id']"
         )
         checkpoint_calls = [
             Command.of("DEL", cp_key),
             Command(("HSET", cp_key, *flatten(fields))),
             Command.of("SADD", keys.namespaces, ns),
-            Command.of("ZADD", keys.registry(ns), 0, cid),  # published last
+            Command.of("ZADD", keys.registry(ns), 0, put.cid),  # published last
         ]
         while True:
             # a (channel, version) names one value: the first stored stays, so no
             # later write changes what a stored checkpoint (or a delta on it) reads
             calls: list[Call] = [
-                Command.of("HSETNX", keys.blobs(ns), f, frame) for f, frame in blobs.items()
+                Command.of("HSETNX", keys.blobs(ns), f, frame) for f, frame in values.frames.items()
             ]
-            bases = sorted({base for _, _, base in lists.values() if base is not None})
+            bases = values.bases()
             if bases:  # a delta is written only where its base still exists
-                calls.insert(0, Require(keys.blobs(ns), tuple(bases)))
-            replies = yield from self._publish(thread_id, keys, [*calls, *checkpoint_calls])
+                calls.insert(0, Require(keys.blobs(ns), bases))
+            replies = yield from self._publish(put.thread_id, keys, [*calls, *checkpoint_calls])
             gone = set(refused(calls, replies))
             if not gone:
                 break
             # another process deleted or pruned the bases (or a failover lost them)
             # since this process wrote them: nothing was applied; store those whole
-            for f, (channel, written, base) in list(lists.items()):
-                if base in gone:
-                    blobs[f], whole = written.whole()
-                    lists[f] = (channel, whole, None)
-        stored = dict(zip(blobs, replies[1 if bases else 0 :], strict=False))
-        for f, (channel, written, _) in lists.items():
+            values.store_whole(gone)
+        stored = dict(zip(values.frames, replies[1 if bases else 0 :], strict=False))
+        for f, (channel, written, _) in values.lists.items():
             if stored.get(f):  # HSETNX: 1, or True through redis-py's reply callback
-                self.lists.remember(thread_id, ns, channel, written)
+                self.lists.remember(put.thread_id, ns, channel, written)
             else:  # the field held a value already: this process's bytes may not be it
-                self.lists.forget_channel(thread_id, ns, channel)
-        return config_of(thread_id, ns, cid)
+                self.lists.forget_channel(put.thread_id, ns, channel)
 
     def put_writes(
         self,
