@@ -17,7 +17,6 @@ from redis.exceptions import (
     ConnectionError,
     RedisClusterException,
     RedisError,
-    ResponseError,
     TimeoutError,
 )
 
@@ -28,16 +27,6 @@ from .keys import KeyLayout
 logger = logging.getLogger("redis_cluster_saver")
 
 PING_SCRIPT = LuaScript("ping", "return redis.call('EXISTS', KEYS[1]) + 1")
-REFUSALS = (
-    "multi",
-    "exec",
-    "eval",
-    "script",
-    "not allowed",
-    "unknown command",
-    "noperm",
-    "crossslot",
-)
 
 
 @dataclass
@@ -89,13 +78,6 @@ class Capabilities:
             ("writes", self.execution(None, None).value),
             ("reads", "script" if self.read_scripts(None) else "plain"),
         ]
-
-
-def is_refusal(exc: BaseException) -> bool:
-    """A proxy or ACL saying no (as opposed to a failure of the command itself).
-    A closed connection may be a refusal too; callers tell it from a failover."""
-    text = str(exc).lower()
-    return isinstance(exc, ResponseError) and any(word in text for word in REFUSALS)
 
 
 def _info(reply: Any) -> Mapping[str, Any]:

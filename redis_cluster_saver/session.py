@@ -11,14 +11,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from redis.exceptions import (
-    AskError,
-    ClusterError,
-    ConnectionError,
-    ReadOnlyError,
-    RedisClusterException,
-    ResponseError,
     TimeoutError,
-    TryAgainError,
 )
 
 from . import codec, deltas, perkey, replies, scripts
@@ -33,36 +26,15 @@ from .commands import (
     T,
     pause,
 )
-from .detector import Capabilities, ModeLog, detect, is_refusal, probe_modes
+from .detector import Capabilities, ModeLog, detect, probe_modes
 from .errors import DurabilityError, pool_exhausted
+from .failures import Failure, classify
 from .keys import KeyLayout, ThreadKeys
 from .options import TTL, Durability
+from .retry import Retries, Step
 
-IN_MOTION = (
-    ConnectionError,
-    TryAgainError,
-    AskError,
-    ClusterError,
-    ReadOnlyError,
-    RedisClusterException,
-)
-"""Errors of a topology changing under the operation: retried, not reported (but a
-full connection pool, also a ConnectionError to redis-py, is not one: see
-:func:`~.errors.pool_exhausted`)."""
-SCRIPT_IN_MOTION = ("non local key", "cluster is down")
-"""What a server says when a script meets a key of a slot that is being moved (a
-key its declared keys did not name: read scripts find checkpoint ids at run time)
-or a cluster without a quorum: the same as TRYAGAIN or CLUSTERDOWN."""
-
-
-def slot_in_motion(exc: BaseException) -> bool:
-    """A slot moving or a cluster re-forming under the call; not a lost connection."""
-    if isinstance(exc, ConnectionError):
-        return False
-    if isinstance(exc, IN_MOTION):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, ResponseError) and any(words in text for words in SCRIPT_IN_MOTION)
+UNREACHABLE = (Failure.LOST, Failure.MOVING)
+"""Failures of a probe that mean the server is not there yet (a failover)."""
 
 
 def config_of(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
@@ -113,6 +85,8 @@ class Session:
     list_deltas: bool = True
     """Store a list that grew by appending as the appended items (see deltas.py)."""
     lists: deltas.ListBases = field(default_factory=deltas.ListBases)
+    clock: Callable[[], float] = field(default=time.monotonic)
+    """Seconds, only ever compared (retry deadlines); injected by tests."""
 
     @property
     def execution(self) -> Execution:
@@ -157,48 +131,47 @@ class Session:
         return self.capabilities
 
     def guarded(self, make: Callable[[], Plan[T]]) -> Plan[T]:
-        """Run an operation (detecting first if needed), through what a live system
-        throws at it. On a refusal, re-probe and switch mode if the server now
-        refuses what the mode needs. On a lost connection (a failover) or a cluster
-        in motion (TRYAGAIN, MOVED, ASK, CLUSTERDOWN during resharding or failover),
-        retry until ``failover_wait`` runs out. Every operation is idempotent, so a
-        retry after an unanswered attempt is safe. Timeouts are not retried: a
-        stalled server gets a clear error, not a longer wait; nor is a full
-        connection pool (redis-py's MaxConnectionsError is a ConnectionError, but
-        the client's own limit, not a lost connection)."""
+        """Run an operation (detecting first if needed) through what a live system
+        throws at it, as the retry policy (retry.py) decides: a slot in motion is
+        waited out, a refusal or a lost connection re-probes the server and switches
+        mode if it now refuses what the mode needs, and a failover is waited out until
+        ``failover_wait`` runs out. Every operation is idempotent, so a retry after
+        an unanswered attempt is safe. Timeouts, a full connection pool and other
+        errors reach the caller at once."""
         if self.capabilities is None:
             yield from self.setup()
-        deadline = time.monotonic() + self.failover_wait
+        retries = Retries(self.clock(), self.failover_wait)
         while True:
             try:
                 return (yield from make())
             except Exception as exc:
-                if (
-                    isinstance(exc, TimeoutError)
-                    or pool_exhausted(exc)
-                    or not (isinstance(exc, IN_MOTION) or slot_in_motion(exc) or is_refusal(exc))
-                ):
+                error, failure = exc, classify(exc)
+                decision = retries.after(failure, self.clock())
+                if decision.step is Step.RAISE:
                     raise
-                error = exc
-            if slot_in_motion(error):
-                if time.monotonic() >= deadline:
+            assert failure is not None
+            if decision.step is Step.REPROBE:
+                changed = yield from self._reprobe(error, retries)
+                decision = retries.probed(failure, changed, self.clock())
+                if decision.step is Step.RAISE:
                     raise error
-                yield pause(0.1)
-                continue
-            multi, lua = yield from self._reachable(error, deadline)
-            now = Capabilities(transactions=multi, scripts=lua)
-            execution = now.execution(self.transactions, self.scripts)
-            scripts = now.read_scripts(self.scripts)
-            if (execution, scripts) != (self.mode.execution, self.mode.scripts):
-                reason = f"the server refused a request mid-flight ({error})"
-                self.log.fallback(execution, scripts, reason)
-                self.mode.execution, self.mode.scripts = execution, scripts
-            elif not isinstance(error, ConnectionError) or time.monotonic() >= deadline:
-                raise error
-            else:
-                yield pause(0.25)
+            if decision.step is Step.PAUSE:
+                yield pause(decision.seconds)
 
-    def _reachable(self, first: BaseException, deadline: float) -> Plan[tuple[bool, bool]]:
+    def _reprobe(self, error: BaseException, retries: Retries) -> Plan[bool]:
+        """Ask the server again what it allows; adopt a new mode if it changed."""
+        multi, lua = yield from self._reachable(error, retries)
+        now = Capabilities(transactions=multi, scripts=lua)
+        execution = now.execution(self.transactions, self.scripts)
+        scripts = now.read_scripts(self.scripts)
+        if (execution, scripts) == (self.mode.execution, self.mode.scripts):
+            return False
+        reason = f"the server refused a request mid-flight ({error})"
+        self.log.fallback(execution, scripts, reason)
+        self.mode.execution, self.mode.scripts = execution, scripts
+        return True
+
+    def _reachable(self, first: BaseException, retries: Retries) -> Plan[tuple[bool, bool]]:
         """The mode probes, retried while the server is unreachable (a failover).
 
         A cluster node does not start refusing MULTI during a failover, so there
@@ -209,12 +182,14 @@ class Session:
         while True:
             try:
                 return (yield from probe_modes(self.layout, self.client_kind, known))
-            except (*IN_MOTION, TimeoutError) as exc:
-                if pool_exhausted(exc):
+            except Exception as exc:
+                unreachable = isinstance(exc, TimeoutError) or classify(exc) in UNREACHABLE
+                if pool_exhausted(exc) or not unreachable:
                     raise
-                if time.monotonic() >= deadline:
-                    raise first from None
-                yield pause(0.25)
+            decision = retries.probe_failed(self.clock())
+            if decision.step is Step.RAISE:
+                raise first from None
+            yield pause(decision.seconds)
 
     # ---- helpers ---------------------------------------------------------------
 
