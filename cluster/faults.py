@@ -38,41 +38,47 @@ def _data_nodes(dep: Deployment) -> list[Node]:
     return [n for n in dep.nodes if n.role in ("primary", "replica", "dead")]
 
 
+def _first_answer(nodes: list[Node], ask: Any) -> Any:
+    """What the first node that answers says (None if none does)."""
+    for n in nodes:
+        try:
+            return ask(n)
+        except (redis.RedisError, OSError):
+            continue
+    return None
+
+
+def _cluster_roles(dep: Deployment, live: list[Node]) -> None:
+    view = _first_answer(live, lambda n: cluster_view(n.port)) or []
+    by_id = {v["id"]: v for v in view}
+    for n in _data_nodes(dep):
+        v = by_id.get(n.node_id or "")
+        if n not in live or v is None or "fail" in v["flags"]:
+            n.role = "dead"
+        else:
+            n.role = "primary" if "master" in v["flags"] else "replica"
+    primaries = dep.primaries
+    if primaries and dep.url not in [p.url for p in primaries]:
+        dep.url = primaries[0].url  # keep the client URL pointing at a live node
+
+
+def _sentinel_roles(dep: Deployment, live: list[Node]) -> None:
+    sentinels = _live(dep, dep.by_role("sentinel"))
+    addr = _first_answer(sentinels, lambda s: sentinel_primary(s.port, dep.service_name or ""))
+    for n in _data_nodes(dep):
+        if n not in live:
+            n.role = "dead"
+        else:
+            n.role = "primary" if addr == (HOST, n.port) else "replica"
+
+
 def refresh_roles(dep: Deployment) -> None:
     """Update node roles from the live servers' view and persist the state file."""
     live = _live(dep, _data_nodes(dep))
     if dep.topology == "cluster":
-        view: list[dict[str, Any]] = []
-        for n in live:
-            try:
-                view = cluster_view(n.port)
-                break
-            except (redis.RedisError, OSError):
-                continue
-        by_id = {v["id"]: v for v in view}
-        for n in _data_nodes(dep):
-            v = by_id.get(n.node_id or "")
-            if n not in live or v is None or "fail" in v["flags"]:
-                n.role = "dead"
-            else:
-                n.role = "primary" if "master" in v["flags"] else "replica"
+        _cluster_roles(dep, live)
     elif dep.topology == "sentinel":
-        addr = None
-        for s in _live(dep, dep.by_role("sentinel")):
-            try:
-                addr = sentinel_primary(s.port, dep.service_name or "")
-                break
-            except (redis.RedisError, OSError):
-                continue
-        for n in _data_nodes(dep):
-            if n not in live:
-                n.role = "dead"
-            else:
-                n.role = "primary" if addr == (HOST, n.port) else "replica"
-    if dep.topology == "cluster":
-        primaries = dep.primaries
-        if primaries and dep.url not in [p.url for p in primaries]:
-            dep.url = primaries[0].url  # keep the client URL pointing at a live node
+        _sentinel_roles(dep, live)
     dep.save()
 
 
