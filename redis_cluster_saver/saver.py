@@ -3,31 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import builtins
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import (
-    ChannelVersions,
-    Checkpoint,
-    CheckpointMetadata,
-    CheckpointTuple,
-    DeltaChannelHistory,
-)
 from typing_extensions import Self
 
 from .base import SaverBase
 from .commands import Plan
 from .connection import async_client, is_cluster_client, sync_client
 from .execution import AsyncShell, SyncShell
+from .faces import async_iterating, awaitable, blocking, faced, from_another_thread
 from .pool import NodeBounds
 
 T = TypeVar("T")
 
 
+@faced(blocking)
 class RedisClusterSaver(SaverBase):
     """Checkpoint saver for Redis Cluster, Sentinel, proxies and single servers (sync)."""
 
@@ -69,80 +62,16 @@ class RedisClusterSaver(SaverBase):
         safe to call any number of times. Operations call it when needed."""
         self.shell.run(self.ops.setup())
 
-    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        """The checkpoint of ``config`` (without an id: its namespace's latest); one round trip."""
-        return self._run(lambda: self.ops.get_tuple(config))
+    if TYPE_CHECKING:  # installed by @faced, from SaverBase's operations
 
-    def list(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]:
-        """Checkpoints newest first: of one thread (one or all namespaces), or of all threads."""
-        yield from self._run(
-            lambda: self.ops.list_checkpoints(config, filter=filter, before=before, limit=limit)
-        )
-
-    def put(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        """Store a checkpoint and the channel values that changed, atomically, in one round trip."""
-        return self._run(lambda: self.ops.put(config, checkpoint, metadata, new_versions))
-
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        """Store a task's pending writes; ordinary writes never overwrite, special ones do."""
-        self._run(lambda: self.ops.put_writes(config, writes, task_id, task_path))
-
-    def delete_thread(self, thread_id: str) -> None:
-        """Delete every key of a thread."""
-        self._run(lambda: self.ops.delete_thread(thread_id))
-
-    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        """Delete the checkpoints (and their writes) made by these runs, thread by thread."""
-        self._run(lambda: self.ops.delete_for_runs(run_ids))
-
-    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        """Copy a thread's whole history (every namespace, parent chain and writes)."""
-        self._run(lambda: self.ops.copy_thread(source_thread_id, target_thread_id))
-
-    def prune(
-        self,
-        thread_ids: Sequence[str],
-        *,
-        strategy: str = "keep_latest",
-        keep_last: int | None = None,
-    ) -> None:
-        """``keep_latest`` (per namespace), ``delete``, or ``keep_last=N`` newest.
-
-        Ancestors a kept checkpoint needs to rebuild DeltaChannel state are kept too.
-        """
-        self._run(lambda: self.ops.prune(thread_ids, strategy, keep_last))
-
-    def get_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        """Writes and seed of delta channels along the parent chain, in one round trip."""
-        return self._run(lambda: self.ops.delta_channel_history(config, channels))
-
-    def list_threads(self, *, limit: int | None = None, offset: int = 0) -> builtins.list[str]:
-        """Thread ids, in id order, from ``offset``, at most ``limit`` (one round trip
-        to the thread directory)."""
-        return self._run(self._thread_page(limit, offset))
+        def prune(
+            self, thread_ids: Sequence[str], *, strategy: str = ..., keep_last: int | None = ...
+        ) -> None: ...
+        def list_threads(self, *, limit: int | None = ..., offset: int = ...) -> list[str]: ...
 
 
+@faced(from_another_thread)
+@faced(awaitable, prefix="a", listing=async_iterating)
 class AsyncRedisClusterSaver(SaverBase):
     """Checkpoint saver for Redis Cluster, Sentinel, proxies and single servers (asyncio).
 
@@ -230,159 +159,18 @@ class AsyncRedisClusterSaver(SaverBase):
         safe to call any number of times. Operations call it when needed."""
         await self.shell.run(self.ops.setup())
 
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        """The checkpoint of ``config`` (without an id: its namespace's latest); one round trip."""
-        return await self._run(lambda: self.ops.get_tuple(config))
-
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        """Checkpoints newest first: of one thread (one or all namespaces), or of all threads."""
-        for item in await self._run(
-            lambda: self.ops.list_checkpoints(config, filter=filter, before=before, limit=limit)
-        ):
-            yield item
-
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        """Store a checkpoint and the channel values that changed, atomically, in one round trip."""
-        return await self._run(lambda: self.ops.put(config, checkpoint, metadata, new_versions))
-
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        """Store a task's pending writes; ordinary writes never overwrite, special ones do."""
-        await self._run(lambda: self.ops.put_writes(config, writes, task_id, task_path))
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        """Delete every key of a thread."""
-        await self._run(lambda: self.ops.delete_thread(thread_id))
-
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        """Delete the checkpoints (and their writes) made by these runs, thread by thread."""
-        await self._run(lambda: self.ops.delete_for_runs(run_ids))
-
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        """Copy a thread's whole history (every namespace, parent chain and writes)."""
-        await self._run(lambda: self.ops.copy_thread(source_thread_id, target_thread_id))
-
-    async def aprune(
-        self,
-        thread_ids: Sequence[str],
-        *,
-        strategy: str = "keep_latest",
-        keep_last: int | None = None,
-    ) -> None:
-        """``keep_latest`` (per namespace), ``delete``, or ``keep_last=N`` newest.
-
-        Ancestors a kept checkpoint needs to rebuild DeltaChannel state are kept too.
-        """
-        await self._run(lambda: self.ops.prune(thread_ids, strategy, keep_last))
-
-    async def aget_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        """Writes and seed of delta channels along the parent chain, in one round trip."""
-        return await self._run(lambda: self.ops.delta_channel_history(config, channels))
-
-    async def alist_threads(
-        self, *, limit: int | None = None, offset: int = 0
-    ) -> builtins.list[str]:
-        """Thread ids, in id order, from ``offset``, at most ``limit`` (one round trip
-        to the thread directory)."""
-        return await self._run(self._thread_page(limit, offset))
-
     # ---- sync methods: from other threads, on the saver's loop -------------------
 
     def setup(self) -> None:
         """:meth:`asetup` from another thread (see the class docstring)."""
         self._wait("setup", self.asetup)
 
-    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        """:meth:`aget_tuple` from another thread (see the class docstring)."""
-        return self._wait("get_tuple", lambda: self.aget_tuple(config))
+    if TYPE_CHECKING:  # installed by @faced, from SaverBase's operations
 
-    def list(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]:
-        """:meth:`alist` from another thread (see the class docstring)."""
-        yield from self._wait(
-            "list",
-            lambda: self._run(
-                lambda: self.ops.list_checkpoints(config, filter=filter, before=before, limit=limit)
-            ),
-        )
-
-    def put(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        """:meth:`aput` from another thread (see the class docstring)."""
-        return self._wait("put", lambda: self.aput(config, checkpoint, metadata, new_versions))
-
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        """:meth:`aput_writes` from another thread (see the class docstring)."""
-        self._wait("put_writes", lambda: self.aput_writes(config, writes, task_id, task_path))
-
-    def delete_thread(self, thread_id: str) -> None:
-        """:meth:`adelete_thread` from another thread (see the class docstring)."""
-        self._wait("delete_thread", lambda: self.adelete_thread(thread_id))
-
-    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        """:meth:`adelete_for_runs` from another thread (see the class docstring)."""
-        self._wait("delete_for_runs", lambda: self.adelete_for_runs(run_ids))
-
-    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        """:meth:`acopy_thread` from another thread (see the class docstring)."""
-        self._wait("copy_thread", lambda: self.acopy_thread(source_thread_id, target_thread_id))
-
-    def prune(
-        self,
-        thread_ids: Sequence[str],
-        *,
-        strategy: str = "keep_latest",
-        keep_last: int | None = None,
-    ) -> None:
-        """:meth:`aprune` from another thread (see the class docstring)."""
-        self._wait("prune", lambda: self.aprune(thread_ids, strategy=strategy, keep_last=keep_last))
-
-    def get_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        """:meth:`aget_delta_channel_history` from another thread (see the class docstring)."""
-        return self._wait(
-            "get_delta_channel_history",
-            lambda: self.aget_delta_channel_history(config=config, channels=channels),
-        )
-
-    def list_threads(self, *, limit: int | None = None, offset: int = 0) -> builtins.list[str]:
-        """:meth:`alist_threads` from another thread (see the class docstring)."""
-        return self._wait("list_threads", lambda: self.alist_threads(limit=limit, offset=offset))
+        async def aprune(
+            self, thread_ids: Sequence[str], *, strategy: str = ..., keep_last: int | None = ...
+        ) -> None: ...
+        async def alist_threads(
+            self, *, limit: int | None = ..., offset: int = ...
+        ) -> list[str]: ...
+        def list_threads(self, *, limit: int | None = ..., offset: int = ...) -> list[str]: ...

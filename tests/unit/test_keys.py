@@ -17,7 +17,10 @@ from redis_cluster_saver.keys import (
 )
 
 HOSTILE = ["", "__empty__", "{", "}", "{}", "a}{b", "%", "%25", ":", "|", "\x00", "\n", "\u200f"]
-long_ids = st.builds(lambda c, n: c * n, st.characters(), st.integers(10_000, 10_050))
+# lone surrogates never reach a key: ids are checked to be valid Unicode first
+long_ids = st.builds(
+    lambda c, n: c * n, st.characters(exclude_categories=("Cs",)), st.integers(10_000, 10_050)
+)
 ids = st.text() | st.sampled_from(HOSTILE) | long_ids
 layout = KeyLayout("app")
 
