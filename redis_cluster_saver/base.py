@@ -20,8 +20,8 @@ from langgraph.checkpoint.serde.base import SerializerProtocol, maybe_add_typed_
 from typing_extensions import Self
 
 from .commands import Plan
-from .connection import check_client, client_kind
-from .detector import Capabilities
+from .connection import Connector, check_client, client_kind
+from .detector import Capabilities, endpoint_kind
 from .keys import KeyLayout
 from .operations import Operations
 from .options import TTL, Durability
@@ -98,6 +98,30 @@ class SaverBase(BaseCheckpointSaver[str]):
     def _attach(self, client: Any) -> None:
         self.client = client
         self.ops.client_kind = client_kind(client)
+        self._make_shell()
+
+    def _make_shell(self) -> None:
+        """The shell that sends this saver's plans over ``self.client``."""
+        raise NotImplementedError
+
+    connector: Connector | None = None
+    """How the client of a URL is built, while its endpoint has still to be asked."""
+
+    def _endpoint_plan(self) -> Plan[str] | None:
+        """The detector's question about a URL's endpoint, while there is one to ask."""
+        c = self.connector
+        return endpoint_kind(c.strict) if c is not None and c.asks else None
+
+    def _adopt_endpoint(self, kind: str) -> Any | None:
+        """Build the client the endpoint's answer calls for; returns the client it
+        replaces (for the caller to close), or None."""
+        assert self.connector is not None
+        client = self.connector.answer(kind)
+        if client is None:
+            return None
+        old = self.client
+        self._attach(client)
+        return old
 
     @property
     def capabilities(self) -> Capabilities | None:

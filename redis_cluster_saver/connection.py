@@ -237,52 +237,50 @@ def build(
     return flavor.redis.from_pool(flavor.pool.from_url(endpoint.url, **args, **limits.blocking()))
 
 
-def probe(endpoint: Endpoint, args: dict[str, Any], cluster_mode: bool | None) -> bool:
-    """Is the endpoint a cluster node? Also adds the strict-proxy arguments to
-    ``args`` when the default handshake is refused.
-
-    Runs once per saver with a short-lived sync client, for the async saver too:
-    it keeps one copy of this logic, at the cost of a few milliseconds of blocking
-    on first use.
-    """
-    if not needs_probe(endpoint, cluster_mode):
-        return bool(cluster_mode)
-    for extra in ({}, STRICT_PROXY_ARGS):
-        client = redis.Redis.from_url(endpoint.url, **{**args, **extra})
-        try:
-            client.ping()
-        except redis.ConnectionError:
-            if extra:
-                raise
-            continue  # the handshake itself (HELLO 3, CLIENT SETINFO) may be refused
-        finally:
-            client.close()
-        args.update(extra)
-        break
-    client = redis.Redis.from_url(endpoint.url, **args)
-    try:
-        return cluster_enabled(client.info("cluster"))
-    except PROBE_ERRORS:
-        return False  # a proxy may refuse INFO: it is one endpoint then
-    finally:
-        client.close()
+ENDPOINT_REFUSED_HANDSHAKE = "refused handshake"
+ENDPOINT_CLUSTER = "cluster node"
+ENDPOINT_SINGLE = "single endpoint"
 
 
-def sync_client(
-    url: str,
-    connection_args: Mapping[str, Any] | None = None,
-    cluster_mode: bool | None = None,
-    limits: PoolLimits | None = None,
-) -> Any:
-    endpoint, args = parse_url(url), client_args(connection_args)
-    return build(SYNC, endpoint, args, probe(endpoint, args, cluster_mode), limits)
+@dataclass
+class Connector:
+    """Builds the client of a saver given a URL. What one URL names (a cluster node, or
+    one endpoint that may be a strict proxy refusing the default handshake) the
+    detector finds out (``detector.endpoint_kind``, run by either shell): this only
+    builds the client each answer calls for."""
 
+    flavor: Flavor
+    endpoint: Endpoint
+    args: dict[str, Any]
+    cluster_mode: bool | None
+    limits: PoolLimits | None = None
+    asks: bool = False
+    """The endpoint still has to be asked what it is."""
+    strict: bool = False
+    """The client speaks RESP2 without CLIENT SETINFO (what a strict proxy needs)."""
 
-def async_client(
-    url: str,
-    connection_args: Mapping[str, Any] | None = None,
-    cluster_mode: bool | None = None,
-    limits: PoolLimits | None = None,
-) -> Any:
-    endpoint, args = parse_url(url), client_args(connection_args)
-    return build(ASYNC, endpoint, args, probe(endpoint, args, cluster_mode), limits)
+    @classmethod
+    def of(
+        cls,
+        flavor: Flavor,
+        url: str,
+        connection_args: Mapping[str, Any] | None,
+        cluster_mode: bool | None,
+        limits: PoolLimits | None,
+    ) -> Connector:
+        endpoint = parse_url(url)
+        asks = needs_probe(endpoint, cluster_mode)
+        return cls(flavor, endpoint, client_args(connection_args), cluster_mode, limits, asks)
+
+    def client(self, cluster: bool | None = None) -> Any:
+        wanted = bool(self.cluster_mode) if cluster is None else cluster
+        return build(self.flavor, self.endpoint, self.args, wanted, self.limits)
+
+    def answer(self, kind: str) -> Any | None:
+        """The client the endpoint's answer calls for (None: the one in use serves)."""
+        if kind == ENDPOINT_REFUSED_HANDSHAKE:
+            self.args.update(STRICT_PROXY_ARGS)
+            self.strict = True
+            return self.client(cluster=False)
+        self.asks = False
+        return self.client(cluster=True) if kind == ENDPOINT_CLUSTER else None

@@ -21,6 +21,12 @@ from redis.exceptions import (
 )
 
 from .commands import Command, Execution, LuaScript, Plan, RoundTrip, ScriptCall, one
+from .connection import (
+    ENDPOINT_CLUSTER,
+    ENDPOINT_REFUSED_HANDSHAKE,
+    ENDPOINT_SINGLE,
+    cluster_enabled,
+)
 from .errors import pool_exhausted
 from .keys import KeyLayout
 
@@ -161,6 +167,24 @@ def _replicas(client_kind: str) -> Plan[int | None]:
     if not ok:
         return None
     return int(_info(reply[0]).get("connected_slaves", 0))
+
+
+def endpoint_kind(strict: bool) -> Plan[str]:
+    """What one URL names, asked through a single-endpoint client: a cluster node, or
+    one endpoint; and whether the client's default handshake (HELLO 3, CLIENT
+    SETINFO) is refused, which strict proxies answer by closing the connection. With
+    the strict handshake already (``strict``), a closed connection is the server's
+    absence and propagates."""
+    try:
+        yield one(Command.keyless("PING"))
+    except ConnectionError:
+        if strict:
+            raise
+        return ENDPOINT_REFUSED_HANDSHAKE
+    ok, reply = yield from _attempt(one(Command.keyless("INFO", "cluster")))
+    if ok and cluster_enabled(_info(reply[0])):
+        return ENDPOINT_CLUSTER
+    return ENDPOINT_SINGLE  # a proxy may refuse INFO: it is one endpoint then
 
 
 def detect(layout: KeyLayout, client_kind: str) -> Plan[Capabilities]:

@@ -12,7 +12,7 @@ from typing_extensions import Self
 
 from .base import SaverBase
 from .commands import Plan
-from .connection import async_client, is_cluster_client, sync_client
+from .connection import ASYNC, SYNC, Connector, is_cluster_client
 from .execution import AsyncShell, SyncShell
 from .faces import async_iterating, awaitable, blocking, faced, from_another_thread
 from .pool import NodeBounds
@@ -27,10 +27,21 @@ class RedisClusterSaver(SaverBase):
     def __init__(self, redis_url: str | None = None, **options: Any) -> None:
         super().__init__(redis_url, **options)
         if redis_url is not None:
-            self._attach(
-                sync_client(redis_url, self.connection_args, self.cluster_mode, self.pool_limits)
+            self.connector = Connector.of(
+                SYNC, redis_url, self.connection_args, self.cluster_mode, self.pool_limits
             )
+            self._attach(self.connector.client())
+            self._connect()
+
+    def _make_shell(self) -> None:
         self.shell = SyncShell(self.client, self.ops.mode)
+
+    def _connect(self) -> None:
+        """Ask the URL's endpoint what it is, and build the client it calls for."""
+        while (plan := self._endpoint_plan()) is not None:
+            old = self._adopt_endpoint(self.shell.run(plan))
+            if old is not None:
+                old.close()
 
     @classmethod
     @contextmanager
@@ -75,8 +86,9 @@ class RedisClusterSaver(SaverBase):
 class AsyncRedisClusterSaver(SaverBase):
     """Checkpoint saver for Redis Cluster, Sentinel, proxies and single servers (asyncio).
 
-    Given a URL, the constructor asks the server once (blocking, a few
-    milliseconds) whether it is a cluster node, as the sync saver does.
+    Given a URL, the saver asks the server whether it is a cluster node (and whether
+    it refuses the default handshake, as strict proxies do) on first use: in
+    ``asetup`` or the first operation, as the sync saver does in its constructor.
 
     Its sync methods (``get_tuple``, ``put``, ...), which LangGraph calls when a sync
     node of an async graph invokes a subgraph, work from any thread but the event
@@ -95,12 +107,23 @@ class AsyncRedisClusterSaver(SaverBase):
         except RuntimeError:
             self.loop = None
         if redis_url is not None:
-            self._attach(
-                async_client(redis_url, self.connection_args, self.cluster_mode, self.pool_limits)
+            self.connector = Connector.of(
+                ASYNC, redis_url, self.connection_args, self.cluster_mode, self.pool_limits
             )
+            self._attach(self.connector.client())
+
+    def _make_shell(self) -> None:
         self.shell = AsyncShell(self.client, self.ops.mode)
         if is_cluster_client(self.client):
             self.shell.bounds = NodeBounds.of(self.client, self.pool_limits)
+
+    async def _connect(self) -> None:
+        """Ask the URL's endpoint what it is (on first use: the constructor cannot
+        wait), and build the client it calls for."""
+        while (plan := self._endpoint_plan()) is not None:
+            old = self._adopt_endpoint(await self.shell.run(plan))
+            if old is not None:
+                await old.aclose()
 
     @classmethod
     @asynccontextmanager
@@ -129,6 +152,7 @@ class AsyncRedisClusterSaver(SaverBase):
 
     async def _run(self, make: Callable[[], Plan[T]]) -> T:
         self.loop = asyncio.get_running_loop()
+        await self._connect()
         return await self.shell.run(self.ops.guarded(make))
 
     def _wait(self, method: str, call: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -157,6 +181,7 @@ class AsyncRedisClusterSaver(SaverBase):
     async def asetup(self) -> None:
         """Probe the server (topology, what it allows); nothing to create, so it is
         safe to call any number of times. Operations call it when needed."""
+        await self._connect()
         await self.shell.run(self.ops.setup())
 
     # ---- sync methods: from other threads, on the saver's loop -------------------

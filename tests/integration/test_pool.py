@@ -157,6 +157,7 @@ async def test_async_cluster_option_queues(redis_cluster: Any) -> None:
         redis_cluster.url, **saver_options(redis_cluster, failover_wait=0, max_connections=2)
     )
     async with saver:
+        await saver.asetup()  # the URL's endpoint is asked what it is on first use
         assert saver.shell.bounds is not None and saver.shell.bounds.limit == 2
         assert saver.client.get_connection_kwargs()["max_connections"] == 2 * 2  # headroom
         errors = await many_async(saver)
