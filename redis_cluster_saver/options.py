@@ -6,7 +6,8 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.checkpoint.serde.base import SerializerProtocol, maybe_add_typed_methods
 from typing_extensions import Self
 
@@ -123,6 +124,16 @@ class SaverBase(BaseCheckpointSaver[str]):
         vars(clone).update(vars(self))
         clone.ops = dataclasses.replace(self.ops)
         return clone
+
+    def _listing(
+        self,
+        config: RunnableConfig | None,
+        filter: dict[str, Any] | None,
+        before: RunnableConfig | None,
+        limit: int | None,
+    ) -> Callable[[], Plan[list[CheckpointTuple]]]:
+        """The plan of ``list`` / ``alist``."""
+        return lambda: self.ops.list_checkpoints(config, filter=filter, before=before, limit=limit)
 
     def _thread_page(self, limit: int | None, offset: int) -> Callable[[], Plan[list[str]]]:
         """The plan of ``list_threads``: thread ids in the directory, in id order, from

@@ -82,9 +82,7 @@ class RedisClusterSaver(SaverBase):
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
         """Checkpoints newest first: of one thread (one or all namespaces), or of all threads."""
-        yield from self._run(
-            lambda: self.ops.list_checkpoints(config, filter=filter, before=before, limit=limit)
-        )
+        yield from self._run(self._listing(config, filter, before, limit))
 
     def put(
         self,
@@ -243,9 +241,7 @@ class AsyncRedisClusterSaver(SaverBase):
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
         """Checkpoints newest first: of one thread (one or all namespaces), or of all threads."""
-        for item in await self._run(
-            lambda: self.ops.list_checkpoints(config, filter=filter, before=before, limit=limit)
-        ):
+        for item in await self._run(self._listing(config, filter, before, limit)):
             yield item
 
     async def aput(
@@ -326,10 +322,7 @@ class AsyncRedisClusterSaver(SaverBase):
     ) -> Iterator[CheckpointTuple]:
         """:meth:`alist` from another thread (see the class docstring)."""
         yield from self._wait(
-            "list",
-            lambda: self._run(
-                lambda: self.ops.list_checkpoints(config, filter=filter, before=before, limit=limit)
-            ),
+            "list", lambda: self._run(self._listing(config, filter, before, limit))
         )
 
     def put(
