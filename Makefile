@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := redis-server nutcracker
 TOPOLOGY ?= cluster
 
-.PHONY: venv system-deps lint unit integration test demo bench bench-cross-thread bench-pool soak cluster-up cluster-down cluster-status clean
+.PHONY: venv system-deps lint unit integration langgraph-tests test demo bench bench-cross-thread bench-pool soak cluster-up cluster-down cluster-status clean
 
 venv: $(STAMP)
 
@@ -43,10 +43,18 @@ unit: venv
 integration: venv system-deps
 	$(PY) -m pytest tests/integration -q -rs
 
-# The whole suite: lint, type checks, unit tests, then integration tests on every
-# topology (the harness starts the servers and stops them at the end of the run).
+# LangGraph's own tests (of the installed langgraph version, from its sdist, cached in
+# .cache/langgraph-tests/) with our savers in its checkpointer fixtures, on a
+# standalone server and a cluster; 2 xdist workers. See langgraph_suite/.
+langgraph-tests: venv
+	$(PY) -m langgraph_suite
+
+# The whole suite: lint, type checks, unit tests, integration tests on every topology
+# (the harness starts the servers and stops them at the end of the run), then
+# LangGraph's own tests on our savers.
 test: venv system-deps lint
 	$(PY) -m pytest tests -q -rs
+	$(PY) -m langgraph_suite
 
 demo: venv
 	$(PY) -m examples.demo

@@ -401,6 +401,8 @@ class AsyncShell(Shell):
         super().__init__(client, mode)
         self.script_writes = True
         self.nodes: dict[str, Any] = {}
+        self.using: dict[Any, int] = {}  # per-node client -> trips running on it
+        self.retired: set[Any] = set()  # forgotten clients, closed when unused
 
     async def node_client(self, key: str) -> Any:
         """A client whose pipelines go to the one node that owns ``key``."""
@@ -415,12 +417,43 @@ class AsyncShell(Shell):
             self.nodes[node.name] = redis.asyncio.Redis.from_pool(pool)
         return self.nodes[node.name]
 
+    async def retire_nodes(self) -> None:
+        """Forget the per-node clients (the slot map moved): closed now, or when the
+        last trip still running on one ends."""
+        clients, self.nodes = list(self.nodes.values()), {}
+        for client in clients:
+            if client in self.using:
+                self.retired.add(client)
+            else:
+                await client.aclose()
+
     async def aclose(self) -> None:
         """Close the per-node clients (they are the shell's own, whoever owns the
         main client)."""
-        nodes, self.nodes = list(self.nodes.values()), {}
-        for client in nodes:
+        await self.retire_nodes()
+        clients, self.retired = list(self.retired), set()
+        for client in clients:
             await client.aclose()
+
+    async def durable(self, trip: RoundTrip) -> list[Any]:
+        """A durable trip on a client of the node that owns its key."""
+        key, calls = self.durable_calls(trip)
+        client = await self.node_client(key)
+        self.using[client] = self.using.get(client, 0) + 1
+        try:
+            return self.durable_replies(calls, list(await self.queued(client, calls).execute()))
+        except (MovedError, ConnectionError):
+            if self.cluster:  # the slot map is stale: learn it again before the retry
+                await self.retire_nodes()
+                await self.client.nodes_manager.initialize()
+            raise
+        finally:
+            self.using[client] -= 1
+            if not self.using[client]:
+                del self.using[client]
+                if client in self.retired:
+                    self.retired.discard(client)
+                    await client.aclose()
 
     async def run(self, plan: Plan[T]) -> T:
         replies: Any = None
@@ -455,15 +488,7 @@ class AsyncShell(Shell):
             await asyncio.sleep(trip.pause)
             return []
         if trip.wait is not None:
-            key, calls = self.durable_calls(trip)
-            pipe = self.queued(await self.node_client(key), calls)
-            try:
-                return self.durable_replies(calls, list(await pipe.execute()))
-            except (MovedError, ConnectionError):
-                if self.cluster:  # the slot map is stale: learn it again before the retry
-                    await self.aclose()
-                    await self.client.nodes_manager.initialize()
-                raise
+            return await self.durable(trip)
         call = self.single(trip)
         if call is None:
             return list(await self.pipeline(trip).execute())

@@ -34,10 +34,17 @@ from .session import Session, config_of, flatten
 
 
 def _dump_typed(serde: SerializerProtocol, value: Any, what: str) -> tuple[str, bytes]:
+    """The serializer's output; its own exception as raised (as on LangGraph's
+    savers: graphs and tests catch it by type), with a note naming ``what``."""
     try:
         return serde.dumps_typed(value)
-    except Exception as exc:  # the serializer's own error types vary
-        raise TypeError(f"{what} could not be serialized: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        note = f"{what} could not be serialized"
+        if hasattr(exc, "add_note"):
+            exc.add_note(note)
+        else:  # Python 3.10: the attribute PEP 678 reads
+            exc.__notes__ = [*getattr(exc, "__notes__", []), note]
+        raise
 
 
 def _dumps(serde: SerializerProtocol, value: Any, what: str) -> bytes:

@@ -247,6 +247,22 @@ def test_an_allowlisted_clone_has_its_own_serializer(standalone: Any) -> None:
         assert got is not None and got.checkpoint["channel_values"] == {"k": SECRET}
 
 
+class FaultySerializer(JsonPlusSerializer):
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+        raise ValueError("Faulty serializer")
+
+
+def test_a_serializer_error_reaches_the_caller_as_raised(standalone: Any) -> None:
+    """As on LangGraph's savers: the serializer's own exception, here with a note
+    naming what it refused."""
+    options = saver_options(standalone, serde=FaultySerializer())
+    with RedisClusterSaver.from_conn_string(standalone.url, **options) as saver:
+        with pytest.raises(ValueError, match="Faulty serializer") as raised:
+            saver.put(cfg("faulty"), checkpoint({"k": 1}), {}, {"k": 1})
+        assert "channel 'k'" in " ".join(getattr(raised.value, "__notes__", []))
+        assert saver.get_tuple(cfg("faulty")) is None
+
+
 # ---- option types, exports ------------------------------------------------------
 
 
@@ -322,6 +338,44 @@ async def test_closing_the_async_saver_closes_its_per_node_clients(redis_cluster
             await saver.aput(cfg(f"durable-{i}"), checkpoint({}), {}, {})
         assert saver.shell.nodes
         await saver.aclose()
+        del saver
+        gc.collect()
+    unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert unclosed == []
+
+
+async def test_durable_writes_follow_a_moved_slot_and_leave_no_client_open(
+    fresh_cluster: Any,
+) -> None:
+    """The per-node clients forgotten when the slot map moves are closed too: at
+    once when idle, else when their last trip ends."""
+    from redis.crc import key_slot
+
+    from cluster.faults import migrate_slot, slot_owner
+
+    dep = fresh_cluster
+    options = saver_options(dep, durability={"replicas": 1, "timeout_ms": 2000})
+    slot = key_slot(KeyLayout(options["key_prefix"]).thread("moving").namespaces.encode())
+    target = next(p for p in dep.primaries if p.port != slot_owner(dep, slot).port)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        saver = AsyncRedisClusterSaver(dep.url, **options)
+        await saver.aput(cfg("moving"), checkpoint({}), {}, {})
+        moving = asyncio.ensure_future(asyncio.to_thread(migrate_slot, dep, slot, target))
+        written = 0
+        while not moving.done() or written < 3:
+            writers = [
+                saver.aput(cfg(name), checkpoint({f"i{written}": written}), {}, {f"i{written}": 1})
+                for name in ("moving", "other-1", "other-2")
+            ]
+            await asyncio.gather(*writers)
+            written += 1
+        await moving
+        stored = await saver.aput(cfg("moving"), checkpoint({"i": "last"}), {}, {"i": 1})
+        got = await saver.aget_tuple(stored)
+        assert got is not None and got.checkpoint["channel_values"] == {"i": "last"}
+        await saver.aclose()
+        assert not saver.shell.nodes and not saver.shell.retired and not saver.shell.using
         del saver
         gc.collect()
     unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
