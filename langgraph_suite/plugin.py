@@ -8,9 +8,9 @@ Loaded with ``-p langgraph_suite.plugin`` from the folder of LangGraph's sdist (
   (``rcs_standalone_aio``, ``rcs_cluster_aio``: :class:`AsyncRedisClusterSaver`);
 - parametrizes the tests that build ``InMemorySaver()`` themselves (the delta-channel
   files, a few in test_pregel) with ``rcs_direct``: ``memory`` leaves them as they
-  are, ``rcs_standalone`` / ``rcs_cluster`` make that name build a :class:`BothSaver`
-  instead (our sync saver, with the async saver for the ``a*`` methods, on one key
-  prefix: InMemorySaver serves both styles, and those tests use both);
+  are, ``rcs_standalone`` / ``rcs_cluster`` make that name build a
+  :class:`BothStyles` instead (our sync saver, whose ``a*`` methods call the sync
+  ones as InMemorySaver's do: those tests use both styles), also as a base class;
 - starts a standalone server and a cluster once per run with the harness (in the
   xdist controller, which stops them at the end), and gives every saver a key
   prefix of its own from a counter (some tests patch ``uuid.uuid4``);
@@ -23,8 +23,6 @@ Loaded with ``-p langgraph_suite.plugin`` from the folder of LangGraph's sdist (
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import itertools
 import json
 import os
@@ -40,7 +38,6 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from cluster.harness import available, start, stop
 from cluster.model import Deployment, load_state
 from redis_cluster_saver import AsyncRedisClusterSaver, RedisClusterSaver
-from redis_cluster_saver.base import SaverBase
 
 TOPOLOGIES = {"rcs_standalone": "standalone", "rcs_cluster": "cluster"}
 SYNC_PARAMS = list(TOPOLOGIES)
@@ -185,68 +182,42 @@ def _extended(original: Any, ours: list[str], *, sync: bool) -> Any:
 # ---- tests that build InMemorySaver() themselves --------------------------------------
 
 
-class BothSaver(RedisClusterSaver):
-    """Our sync saver, whose ``a*`` methods are an AsyncRedisClusterSaver's on the
-    same key prefix (InMemorySaver, which these tests build, serves both styles)."""
+class BothStyles(RedisClusterSaver):
+    """Our sync saver, whose ``a*`` methods call its sync ones, as InMemorySaver's
+    do (which these tests build, and use from sync and async graphs alike).
+    AsyncRedisClusterSaver is what the ``async_checkpointer`` params run."""
 
     def __init__(self, url: str, **opts: Any) -> None:
         super().__init__(url, **opts)
-        self.aio = AsyncRedisClusterSaver(url, **opts)
-        # set up at once, as from_conn_string does (tests time their first steps);
-        # the async twin adopts what the sync saver found on the same server
-        self.setup()
-        assert self.capabilities is not None
-        self.aio.ops.adopt(self.capabilities)
-
-    @property  # type: ignore[override]
-    def serde(self) -> SerializerProtocol:
-        return SaverBase.serde.fget(self)  # type: ignore[attr-defined,no-any-return]
-
-    @serde.setter
-    def serde(self, value: SerializerProtocol) -> None:
-        SaverBase.serde.fset(self, value)  # type: ignore[attr-defined]
-        if "aio" in vars(self):
-            self.aio.serde = value
-
-    def __copy__(self) -> BothSaver:
-        clone = super().__copy__()
-        clone.aio = copy.copy(self.aio)
-        return clone
-
-    def close_both(self) -> None:
-        self.close()
-        loop = self.aio.loop
-        if loop is not None and not loop.is_closed() and not loop.is_running():
-            with contextlib.suppress(RuntimeError):  # a loop a runner still owns
-                loop.run_until_complete(self.aio.aclose())
+        self.setup()  # as from_conn_string does (tests time their first steps)
 
     async def aget_tuple(self, config: Any) -> Any:
-        return await self.aio.aget_tuple(config)
+        return self.get_tuple(config)
 
     async def alist(self, config: Any, **kwargs: Any) -> AsyncIterator[Any]:  # type: ignore[override]
-        async for item in self.aio.alist(config, **kwargs):
+        for item in self.list(config, **kwargs):
             yield item
 
     async def aput(self, *args: Any, **kwargs: Any) -> Any:
-        return await self.aio.aput(*args, **kwargs)
+        return self.put(*args, **kwargs)
 
     async def aput_writes(self, *args: Any, **kwargs: Any) -> None:
-        await self.aio.aput_writes(*args, **kwargs)
+        self.put_writes(*args, **kwargs)
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await self.aio.adelete_thread(thread_id)
+        self.delete_thread(thread_id)
 
     async def adelete_for_runs(self, run_ids: Any) -> None:
-        await self.aio.adelete_for_runs(run_ids)
+        self.delete_for_runs(run_ids)
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await self.aio.acopy_thread(source_thread_id, target_thread_id)
+        self.copy_thread(source_thread_id, target_thread_id)
 
     async def aprune(self, thread_ids: Any, **kwargs: Any) -> None:
-        await self.aio.aprune(thread_ids, **kwargs)
+        self.prune(thread_ids, **kwargs)
 
     async def aget_delta_channel_history(self, **kwargs: Any) -> Any:
-        return await self.aio.aget_delta_channel_history(**kwargs)
+        return self.get_delta_channel_history(**kwargs)
 
 
 def builds_in_memory_saver(function: Callable[..., Any]) -> bool:
@@ -289,9 +260,9 @@ def rcs_direct(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
         return
     param = str(found)
-    made: list[BothSaver] = []
+    made: list[BothStyles] = []
 
-    class InMemorySaver(BothSaver):
+    class InMemorySaver(BothStyles):
         """Stands in for LangGraph's, also as a base class (tests subclass it)."""
 
         def __init__(self, *, serde: SerializerProtocol | None = None) -> None:
@@ -302,7 +273,7 @@ def rcs_direct(request: pytest.FixtureRequest) -> Iterator[None]:
         patch.setattr(request.module, "InMemorySaver", InMemorySaver)
         yield
     for saver in made:
-        saver.close_both()
+        saver.close()
 
 
 # ---- which tests run ------------------------------------------------------------------
