@@ -28,7 +28,7 @@ from langgraph.graph import END, START, StateGraph
 
 from cluster.harness import start, stop
 from redis_cluster_saver import AsyncRedisClusterSaver
-from redis_cluster_saver.commands import RoundTrip
+from redis_cluster_saver.plan import RoundTrip
 
 
 class State(TypedDict):

@@ -16,7 +16,7 @@ from redis.exceptions import (
 )
 
 from . import codec, search, validation
-from .commands import (
+from .plan import (
     Command,
     Plan,
     RoundTrip,

@@ -19,12 +19,12 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol, maybe_add_typed_methods
 from typing_extensions import Self
 
-from .commands import Plan
 from .connection import Connector, check_client, client_kind
 from .detector import Capabilities, endpoint_kind
 from .keys import KeyLayout
 from .operations import Operations
 from .options import TTL, Durability
+from .plan import Plan
 from .pool import DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_TIMEOUT, PoolLimits
 from .versions import next_version
 

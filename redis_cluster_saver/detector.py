@@ -20,7 +20,6 @@ from redis.exceptions import (
     TimeoutError,
 )
 
-from .commands import Command, Execution, LuaScript, Plan, RoundTrip, ScriptCall, one
 from .connection import (
     ENDPOINT_CLUSTER,
     ENDPOINT_REFUSED_HANDSHAKE,
@@ -29,6 +28,7 @@ from .connection import (
 )
 from .errors import pool_exhausted
 from .keys import KeyLayout
+from .plan import Command, LuaScript, Plan, RoundTrip, ScriptCall, WriteMode, one
 
 logger = logging.getLogger("redis_cluster_saver")
 
@@ -52,15 +52,15 @@ class Capabilities:
     """Replicas of every primary (the smallest count on a cluster)."""
     notes: list[str] = field(default_factory=list)
 
-    def execution(self, transactions: bool | None, scripts: bool | None) -> Execution:
+    def write_mode(self, transactions: bool | None, scripts: bool | None) -> WriteMode:
         """How writes run, honouring what the user forced: MULTI wherever it is
         allowed, one script where only Lua is, plain commands where both are refused."""
         multi = self.transactions if transactions is None else transactions
         if multi:
-            return Execution.TRANSACTION
+            return WriteMode.TRANSACTION
         if self.read_scripts(scripts):
-            return Execution.SCRIPT
-        return Execution.PER_KEY
+            return WriteMode.SCRIPT
+        return WriteMode.PER_KEY
 
     def read_scripts(self, scripts: bool | None) -> bool:
         """Whether reads and maintenance run as scripts, decided apart from writes."""
@@ -81,7 +81,7 @@ class Capabilities:
             ("search sees all shards", yes(self.search_all_shards)),
             ("JSON module", yes(self.json)),
             ("replicas per primary", "unknown" if self.replicas is None else str(self.replicas)),
-            ("writes", self.execution(None, None).value),
+            ("writes", self.write_mode(None, None).value),
             ("reads", "script" if self.read_scripts(None) else "plain"),
         ]
 
@@ -229,16 +229,16 @@ class ModeLog:
     def __init__(self) -> None:
         self.said: set[str] = set()
 
-    def fallback(self, execution: Execution, scripts: bool, reason: str) -> None:
-        said = f"{execution.value}/{scripts}"
-        if (execution is Execution.TRANSACTION and scripts) or said in self.said:
+    def fallback(self, writes: WriteMode, scripts: bool, reason: str) -> None:
+        said = f"{writes.value}/{scripts}"
+        if (writes is WriteMode.TRANSACTION and scripts) or said in self.said:
             return
         self.said.add(said)
         how = {
-            Execution.TRANSACTION: "MULTI/EXEC",
-            Execution.SCRIPT: "one Lua script per write (still atomic)",
-            Execution.PER_KEY: "per-key commands (data first, registry last)",
-        }[execution]
+            WriteMode.TRANSACTION: "MULTI/EXEC",
+            WriteMode.SCRIPT: "one Lua script per write (still atomic)",
+            WriteMode.PER_KEY: "per-key commands (data first, registry last)",
+        }[writes]
         reads = "same-slot scripts" if scripts else "plain commands (scripts are refused)"
         logger.warning(
             "redis-cluster-saver: %s; running writes as %s and reads as %s", reason, how, reads

@@ -13,7 +13,7 @@ import functools
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from .commands import Plan
+from .plan import Plan
 
 P = ParamSpec("P")
 T = TypeVar("T")

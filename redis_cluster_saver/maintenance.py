@@ -7,7 +7,8 @@ from collections.abc import Callable, Sequence
 
 from . import codec, scripts, search, validation
 from .across import CrossThread
-from .commands import (
+from .keys import ThreadKeys
+from .plan import (
     Arg,
     Call,
     Command,
@@ -15,7 +16,6 @@ from .commands import (
     RoundTrip,
     ScriptCall,
 )
-from .keys import ThreadKeys
 from .session import flatten
 from .writes import Writes
 

@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 
 from . import codec, deltas
-from .commands import Command, Plan, RoundTrip, ScriptCall, one
 from .keys import ThreadKeys, escape
+from .plan import Command, Plan, RoundTrip, ScriptCall, one
 from .replies import Ancestor, Entry, ExportedCheckpoint, ExportedNamespace, Fields, Listed
 
 BATCH = 64

@@ -24,8 +24,8 @@ import redis.asyncio
 import redis.asyncio.sentinel
 import redis.sentinel
 
-from .commands import Call, Command, RoundTrip, keys_of
 from .errors import PoolTimeoutError
+from .plan import Call, Command, RoundTrip, keys_of
 
 DEFAULT_MAX_CONNECTIONS = 64
 """Per server (per node on a cluster). A Redis node runs one command at a time, so

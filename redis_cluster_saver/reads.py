@@ -18,12 +18,12 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.types import TASKS
 
 from . import codec, deltas, scripts, validation
-from .commands import (
+from .keys import ThreadKeys, unescape
+from .plan import (
     Arg,
     Plan,
     ScriptCall,
 )
-from .keys import ThreadKeys, unescape
 from .replies import Entry
 from .session import Session, config_of
 from .versions import next_version

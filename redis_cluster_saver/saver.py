@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from typing_extensions import Self
 
 from .base import SaverBase
-from .commands import Plan
 from .connection import ASYNC, SYNC, Connector, is_cluster_client
-from .execution import AsyncShell, SyncShell
 from .faces import async_iterating, awaitable, blocking, faced, from_another_thread
+from .plan import Plan
 from .pool import NodeBounds
+from .shells import AsyncShell, SyncShell
 
 T = TypeVar("T")
 

@@ -10,8 +10,8 @@ locale); ordering is left to the sorted sets and to the client.
 from __future__ import annotations
 
 from .codec import READ_FIELDS
-from .commands import LuaScript
 from .keys import LUA_LAYOUT
+from .plan import LuaScript
 
 _TOUCH = (
     LUA_LAYOUT

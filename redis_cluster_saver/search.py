@@ -24,8 +24,8 @@ from redisvl.query.filter import FilterExpression, Num, Tag
 from redisvl.schema import IndexSchema
 
 from . import codec
-from .commands import Arg, Command
 from .keys import KeyLayout, unescape
+from .plan import Arg, Command
 
 SEPARATOR = "\x1f"  # a tag separator no id is expected to contain
 PAGE = 200

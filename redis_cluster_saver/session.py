@@ -15,22 +15,22 @@ from redis.exceptions import (
 )
 
 from . import codec, deltas, perkey, replies, scripts
-from .commands import (
-    Arg,
-    Call,
-    Execution,
-    Mode,
-    Plan,
-    RoundTrip,
-    ScriptCall,
-    T,
-    pause,
-)
 from .detector import Capabilities, ModeLog, detect, probe_modes
 from .errors import DurabilityError, pool_exhausted
 from .failures import Failure, classify
 from .keys import KeyLayout, ThreadKeys
 from .options import TTL, Durability
+from .plan import (
+    Arg,
+    Call,
+    Mode,
+    Plan,
+    RoundTrip,
+    ScriptCall,
+    T,
+    WriteMode,
+    pause,
+)
 from .retry import Retries, Step
 
 UNREACHABLE = (Failure.LOST, Failure.MOVING)
@@ -89,8 +89,8 @@ class Session:
     """Seconds, only ever compared (retry deadlines); injected by tests."""
 
     @property
-    def execution(self) -> Execution:
-        return self.mode.execution
+    def write_mode(self) -> WriteMode:
+        return self.mode.writes
 
     # ---- detection and run-time fallback ---------------------------------------
 
@@ -110,9 +110,9 @@ class Session:
                 " (or refuses WAIT): durable mode cannot be honoured here"
             )
         self.single_node = caps.topology in ("standalone", "sentinel")
-        self.mode.execution = caps.execution(self.transactions, self.scripts)
+        self.mode.writes = caps.write_mode(self.transactions, self.scripts)
         self.mode.scripts = caps.read_scripts(self.scripts)
-        if self.mode.execution is not Execution.TRANSACTION or not self.mode.scripts:
+        if self.mode.writes is not WriteMode.TRANSACTION or not self.mode.scripts:
             forced = self.transactions is False or self.scripts is False
             refused = [
                 w for w, ok in (("MULTI", caps.transactions), ("scripts", caps.scripts)) if not ok
@@ -122,7 +122,7 @@ class Session:
                 if forced
                 else f"the server refuses {' and '.join(refused)} ({caps.topology})"
             )
-            self.log.fallback(self.mode.execution, self.mode.scripts, reason)
+            self.log.fallback(self.mode.writes, self.mode.scripts, reason)
 
     def setup(self) -> Plan[Capabilities]:
         """Probe the server once (again on every call: setup is idempotent)."""
@@ -162,13 +162,13 @@ class Session:
         """Ask the server again what it allows; adopt a new mode if it changed."""
         multi, lua = yield from self._reachable(error, retries)
         now = Capabilities(transactions=multi, scripts=lua)
-        execution = now.execution(self.transactions, self.scripts)
+        writes = now.write_mode(self.transactions, self.scripts)
         scripts = now.read_scripts(self.scripts)
-        if (execution, scripts) == (self.mode.execution, self.mode.scripts):
+        if (writes, scripts) == (self.mode.writes, self.mode.scripts):
             return False
         reason = f"the server refused a request mid-flight ({error})"
-        self.log.fallback(execution, scripts, reason)
-        self.mode.execution, self.mode.scripts = execution, scripts
+        self.log.fallback(writes, scripts, reason)
+        self.mode.writes, self.mode.scripts = writes, scripts
         return True
 
     def _reachable(self, first: BaseException, retries: Retries) -> Plan[tuple[bool, bool]]:

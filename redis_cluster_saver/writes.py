@@ -19,17 +19,17 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from . import codec, deltas, search, validation
-from .commands import (
+from .keys import ThreadKeys, blob_field, write_field
+from .plan import (
     Arg,
     Call,
     Command,
-    Execution,
     Plan,
     Require,
+    WriteMode,
     one,
     refused,
 )
-from .keys import ThreadKeys, blob_field, write_field
 from .session import Session, config_of, flatten
 
 
@@ -273,7 +273,7 @@ class Writes(Session):
             (overwrite if i < 0 else ordinary)[write_field(task_id, i)] = frame
         if not overwrite and not ordinary:
             return
-        if self.execution is Execution.PER_KEY:
+        if self.write_mode is WriteMode.PER_KEY:
             # no transaction to hold them: one HSET carries the task's writes, all or
             # none, with the ordinary ones already stored left out
             if ordinary:

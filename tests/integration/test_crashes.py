@@ -15,7 +15,7 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
 from redis_cluster_saver import RedisClusterSaver
-from redis_cluster_saver.commands import Execution
+from redis_cluster_saver.plan import WriteMode
 from tests.support.agents import Agent, graph_steps, task_writes, watcher, whole
 from tests.support.servers import url_of
 
@@ -23,11 +23,11 @@ from .conftest import deployment_for, saver_options
 
 PER_KEY = {"transactions": False, "scripts": False}
 MODES = [
-    ("cluster", {}, Execution.TRANSACTION),
-    ("cluster", {"transactions": False}, Execution.SCRIPT),
-    ("cluster", PER_KEY, Execution.PER_KEY),
-    ("proxy", {}, Execution.SCRIPT),
-    ("proxy", PER_KEY, Execution.PER_KEY),
+    ("cluster", {}, WriteMode.TRANSACTION),
+    ("cluster", {"transactions": False}, WriteMode.SCRIPT),
+    ("cluster", PER_KEY, WriteMode.PER_KEY),
+    ("proxy", {}, WriteMode.SCRIPT),
+    ("proxy", PER_KEY, WriteMode.PER_KEY),
 ]
 KILLS = 4
 
@@ -54,7 +54,7 @@ def tasks_of(tup: Any) -> dict[str, list[tuple[str, Any]]]:
     ("topology", "forced", "mode"), MODES, ids=[f"{t}-{m.value}" for t, _, m in MODES]
 )
 def test_a_writer_killed_at_random_points_leaves_only_whole_acknowledged_state(
-    request: pytest.FixtureRequest, topology: str, forced: dict[str, Any], mode: Execution
+    request: pytest.FixtureRequest, topology: str, forced: dict[str, Any], mode: WriteMode
 ) -> None:
     dep = deployment_for(request, topology)
     options = saver_options(dep, **forced)
@@ -82,7 +82,7 @@ def test_a_writer_killed_at_random_points_leaves_only_whole_acknowledged_state(
     memory = replay(acks)
     config: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
     with RedisClusterSaver.from_conn_string(url_of(dep), **options) as saver:
-        assert saver.ops.execution is mode
+        assert saver.ops.write_mode is mode
         ours = {t.checkpoint["id"]: t for t in saver.list(config)}
         for tup in ours.values():
             assert whole(tup) == []

@@ -14,7 +14,7 @@ import redis
 from langgraph.checkpoint.base import empty_checkpoint
 
 from redis_cluster_saver import RedisClusterSaver
-from redis_cluster_saver.commands import Execution
+from redis_cluster_saver.plan import WriteMode
 from tests.support.counting import commands_in, recording
 from tests.support.servers import url_of
 
@@ -41,7 +41,7 @@ def test_detector_findings(request: pytest.FixtureRequest, topology: str) -> Non
         assert (caps.transactions, caps.scripts) == (multi, lua), caps
         if search is not None:  # the sentinel group's servers may or may not carry modules
             assert (caps.search, caps.search_all_shards, caps.json) == (search, all_shards, json)
-        assert s.ops.execution.value == mode
+        assert s.ops.write_mode.value == mode
         if topology == "plain":
             assert caps.version.startswith("7.")
 
@@ -80,7 +80,7 @@ def test_forced_per_key_mode_sends_no_multi_and_no_script(
         caplog.at_level(logging.WARNING, logger="redis_cluster_saver"),
         RedisClusterSaver.from_conn_string(redis_cluster.url, **options) as saver,
     ):
-        assert saver.ops.execution is Execution.PER_KEY
+        assert saver.ops.write_mode is WriteMode.PER_KEY
         sent.clear()
         one_round(saver)
         one_round(saver)
@@ -114,11 +114,11 @@ def test_a_refusal_mid_flight_switches_mode_once_and_retries(
             caplog.at_level(logging.WARNING, logger="redis_cluster_saver"),
             RedisClusterSaver.from_conn_string(standalone.url, **options) as saver,
         ):
-            assert saver.ops.execution is Execution.TRANSACTION
+            assert saver.ops.write_mode is WriteMode.TRANSACTION
             admin.acl_setuser(user, enabled=True, commands=["-multi", "-exec"])
             one_round(saver)
             one_round(saver)
-            assert saver.ops.execution is Execution.SCRIPT
+            assert saver.ops.write_mode is WriteMode.SCRIPT
         warnings = [r.getMessage() for r in caplog.records if "mid-flight" in r.getMessage()]
         assert len(warnings) == 1, warnings
     finally:

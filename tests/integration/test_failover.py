@@ -20,8 +20,8 @@ from redis.crc import key_slot
 
 from cluster.faults import kill_primary, slot_owner, wait_for_failover
 from redis_cluster_saver import RedisClusterSaver
-from redis_cluster_saver.commands import Command, Execution, RoundTrip
 from redis_cluster_saver.keys import KeyLayout
+from redis_cluster_saver.plan import Command, RoundTrip, WriteMode
 from tests.support.servers import url_of
 
 from .conftest import saver_options
@@ -106,7 +106,7 @@ def test_a_crash_between_per_key_steps_never_exposes_a_partial_checkpoint(
     dep = deployment_for(request, topology)
     options = saver_options(dep, transactions=False, scripts=False)
     with RedisClusterSaver.from_conn_string(dep.url, **options) as saver:
-        assert saver.ops.execution is Execution.PER_KEY
+        assert saver.ops.write_mode is WriteMode.PER_KEY
         config: Any = {"configurable": {"thread_id": "crash", "checkpoint_ns": ""}}
         first = empty_checkpoint()
         first["channel_values"] = {"a": "old", "b": [1]}

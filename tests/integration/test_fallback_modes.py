@@ -15,7 +15,7 @@ import redis
 from langgraph.checkpoint.base import empty_checkpoint
 
 from redis_cluster_saver import RedisClusterSaver
-from redis_cluster_saver.commands import Execution, RoundTrip
+from redis_cluster_saver.plan import RoundTrip, WriteMode
 from tests.support.counting import commands_in, recording
 from tests.support.servers import url_of
 
@@ -61,7 +61,7 @@ def test_multi_allowed_and_lua_refused_gives_atomic_writes_and_plain_reads(
     ):
         caps = saver.capabilities
         assert caps is not None and caps.transactions is True and caps.scripts is False
-        assert saver.ops.execution is Execution.TRANSACTION
+        assert saver.ops.write_mode is WriteMode.TRANSACTION
         assert saver.ops.mode.scripts is False
         rows = dict(caps.rows())
         assert rows["writes"] == "transaction" and rows["reads"] == "plain"

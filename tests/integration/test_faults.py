@@ -22,7 +22,7 @@ from redis.retry import Retry
 
 from cluster.faults import kill_primary, migrate_slot, pause, resume, slot_owner, wait_for_failover
 from redis_cluster_saver import RedisClusterSaver
-from redis_cluster_saver.commands import Command
+from redis_cluster_saver.plan import Command
 from tests.support.faultload import lost, run_load
 from tests.support.servers import url_of
 

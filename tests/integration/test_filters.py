@@ -21,7 +21,7 @@ from langgraph.checkpoint.base import CheckpointTuple, empty_checkpoint
 from langgraph.checkpoint.memory import InMemorySaver
 
 from redis_cluster_saver import AsyncRedisClusterSaver, RedisClusterSaver
-from redis_cluster_saver.commands import Execution
+from redis_cluster_saver.plan import WriteMode
 
 from .conftest import deployment_for, saver_options
 
@@ -147,7 +147,7 @@ def check_path(saver: RedisClusterSaver, name: str) -> None:
     assert caps is not None
     assert bool(caps.search and options.get("search", True)) == ("index" in name or "fan" in name)
     if options.get("scripts") is False:
-        assert saver.ops.execution is Execution.PER_KEY
+        assert saver.ops.write_mode is WriteMode.PER_KEY
 
 
 @pytest.mark.parametrize("name", list(PATHS))

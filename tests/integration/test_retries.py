@@ -13,18 +13,18 @@ from langgraph.graph import START, StateGraph
 from redis.exceptions import ConnectionError
 
 from redis_cluster_saver import AsyncRedisClusterSaver, RedisClusterSaver
-from redis_cluster_saver.commands import Execution, RoundTrip
+from redis_cluster_saver.plan import RoundTrip, WriteMode
 from tests.support.servers import url_of
 
 from .conftest import deployment_for, saver_options
 
 MODES = [
-    ("standalone", {}, Execution.TRANSACTION),
-    ("cluster", {}, Execution.TRANSACTION),
-    ("standalone", {"transactions": False}, Execution.SCRIPT),
-    ("proxy", {}, Execution.SCRIPT),
-    ("cluster", {"transactions": False, "scripts": False}, Execution.PER_KEY),
-    ("proxy", {"transactions": False, "scripts": False}, Execution.PER_KEY),
+    ("standalone", {}, WriteMode.TRANSACTION),
+    ("cluster", {}, WriteMode.TRANSACTION),
+    ("standalone", {"transactions": False}, WriteMode.SCRIPT),
+    ("proxy", {}, WriteMode.SCRIPT),
+    ("cluster", {"transactions": False, "scripts": False}, WriteMode.PER_KEY),
+    ("proxy", {"transactions": False, "scripts": False}, WriteMode.PER_KEY),
 ]
 IDS = [f"{t}-{m.value}" for t, _, m in MODES]
 
@@ -65,7 +65,7 @@ def observed(app: Any, config: Any) -> tuple[Any, int, list[Any]]:
 
 @pytest.mark.parametrize(("topology", "forced", "mode"), MODES, ids=IDS)
 def test_a_lost_reply_after_an_applied_write_changes_nothing(
-    request: pytest.FixtureRequest, topology: str, forced: dict[str, Any], mode: Execution
+    request: pytest.FixtureRequest, topology: str, forced: dict[str, Any], mode: WriteMode
 ) -> None:
     dep = deployment_for(request, topology)
     config = {"configurable": {"thread_id": "lost-replies"}}
@@ -75,7 +75,7 @@ def test_a_lost_reply_after_an_applied_write_changes_nothing(
     lost: list[int] = []
     options = saver_options(dep, failover_wait=20, **forced)
     with RedisClusterSaver.from_conn_string(url_of(dep), **options) as saver:
-        assert saver.ops.execution is mode
+        assert saver.ops.write_mode is mode
         saver.shell.hook = losing_every_other_write_reply(lost)
         app = graph(saver)
         for turn in range(2):
@@ -87,7 +87,7 @@ def test_a_lost_reply_after_an_applied_write_changes_nothing(
 
 @pytest.mark.parametrize(("topology", "forced", "mode"), MODES[1:4], ids=IDS[1:4])
 async def test_async_a_lost_reply_after_an_applied_write_changes_nothing(
-    request: pytest.FixtureRequest, topology: str, forced: dict[str, Any], mode: Execution
+    request: pytest.FixtureRequest, topology: str, forced: dict[str, Any], mode: WriteMode
 ) -> None:
     dep = deployment_for(request, topology)
     config = {"configurable": {"thread_id": "lost-replies"}}

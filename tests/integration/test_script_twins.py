@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from langgraph.checkpoint.base import empty_checkpoint
 
 from redis_cluster_saver import RedisClusterSaver, codec, perkey, replies, scripts
-from redis_cluster_saver.commands import Plan, ScriptCall, one
 from redis_cluster_saver.keys import ThreadKeys
+from redis_cluster_saver.plan import Plan, ScriptCall, one
 from redis_cluster_saver.reads import entry_resolver
 
 from .conftest import saver_options

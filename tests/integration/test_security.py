@@ -29,8 +29,8 @@ from cluster import Deployment, available, healthy, make_tls_files
 from cluster.model import load_state
 from cluster.processes import no_retry
 from redis_cluster_saver import AsyncRedisClusterSaver, RedisClusterSaver, scripts, search
-from redis_cluster_saver.commands import Execution, LuaScript
 from redis_cluster_saver.keys import KeyLayout
+from redis_cluster_saver.plan import LuaScript, WriteMode
 from tests.support.conformance import SyncDriven, assert_all_passed
 from tests.support.harness_cli import harness_cli
 
@@ -108,7 +108,7 @@ async def test_saver_works_over_tls(tls: Deployment, style: str) -> None:
             await round_trip(asaver)
             caps = asaver.capabilities
     assert caps is not None and (caps.server, caps.topology) == ("redis", "standalone")
-    assert caps.execution(None, None) is Execution.TRANSACTION
+    assert caps.write_mode(None, None) is WriteMode.TRANSACTION
     assert keys_under(tls, options["key_prefix"])
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from langgraph.checkpoint.base import empty_checkpoint
 
 from redis_cluster_saver import AsyncRedisClusterSaver, RedisClusterSaver
-from redis_cluster_saver.commands import RoundTrip
+from redis_cluster_saver.plan import RoundTrip
 
 WAIT = 60.0
 """Seconds any one message may take to arrive."""

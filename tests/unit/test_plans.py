@@ -10,12 +10,12 @@ from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from redis.exceptions import ConnectionError, MaxConnectionsError
 
-from redis_cluster_saver.commands import Command, Plan, RoundTrip, ScriptCall
 from redis_cluster_saver.detector import Capabilities, detect, probe_modes
 from redis_cluster_saver.errors import PoolTimeoutError
 from redis_cluster_saver.keys import KeyLayout
 from redis_cluster_saver.operations import Operations
 from redis_cluster_saver.options import TTL
+from redis_cluster_saver.plan import Command, Plan, RoundTrip, ScriptCall
 
 
 def ops(**kw: Any) -> Operations:

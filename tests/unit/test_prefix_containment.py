@@ -20,12 +20,12 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from redis_cluster_saver.commands import Command, Execution, Plan, RoundTrip, ScriptCall
 from redis_cluster_saver.detector import PING_SCRIPT, Capabilities
-from redis_cluster_saver.execution import as_script
 from redis_cluster_saver.keys import KeyLayout, ThreadKeys, blob_field, escape
 from redis_cluster_saver.operations import Operations
 from redis_cluster_saver.options import TTL
+from redis_cluster_saver.plan import Command, Plan, RoundTrip, ScriptCall, WriteMode
+from redis_cluster_saver.shells import as_script
 
 # Where each command the plans may send takes its keys (an unknown command fails the
 # test, so a new command has to be classified here before it can ship).
@@ -192,15 +192,15 @@ def sent_keys(trips: list[RoundTrip]) -> tuple[list[str], list[str]]:
 
 
 def operations(
-    prefix: str, execution: Execution, single_node: bool, search: bool, scripts: bool = True
+    prefix: str, execution: WriteMode, single_node: bool, search: bool, scripts: bool = True
 ) -> Operations:
     ops = Operations(KeyLayout(prefix), SERDE, TTL(minutes=1, refresh_on_read=True))
     ops.single_node = single_node
     ops.client_kind = "single" if single_node else "cluster"
-    ops.mode.execution = execution
+    ops.mode.writes = execution
     # scripts run in script mode, never in per-key mode; with MULTI, either way
-    ops.mode.scripts = execution is Execution.SCRIPT or (
-        scripts and execution is Execution.TRANSACTION
+    ops.mode.scripts = execution is WriteMode.SCRIPT or (
+        scripts and execution is WriteMode.TRANSACTION
     )
     ops.capabilities = Capabilities(search=search, search_all_shards=single_node)
     return ops
@@ -218,7 +218,7 @@ def operations(
     task_path=text,
     channels=st.lists(st.tuples(text, versions), min_size=1, max_size=3),
     run=text,
-    execution=st.sampled_from(list(Execution)),
+    execution=st.sampled_from(list(WriteMode)),
     single_node=st.booleans(),
     search=st.booleans(),
     scripts=st.booleans(),
@@ -234,7 +234,7 @@ def test_every_key_starts_with_the_prefix(
     task_path: str,
     channels: list[tuple[str, Any]],
     run: str,
-    execution: Execution,
+    execution: WriteMode,
     single_node: bool,
     search: bool,
     scripts: bool,
@@ -297,7 +297,7 @@ def test_thread_handles_split_back_into_the_prefix_and_one_tag(prefix: str, thre
 def test_fake_server_reaches_the_deeper_per_key_commands() -> None:
     """Guard for the property test: the fake makes per-key plans send what scripts do
     server-side (otherwise the property would check fewer commands than it claims)."""
-    ops = operations("p", Execution.PER_KEY, True, False)
+    ops = operations("p", WriteMode.PER_KEY, True, False)
     server = FakeServer(ops.layout, "t", "", "c", "ch")
     names: set[str] = set()
     for plan in (

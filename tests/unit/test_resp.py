@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.connection import Connection
 
-from redis_cluster_saver.execution import resp
+from redis_cluster_saver.shells import resp
 
 args = st.one_of(
     st.binary(max_size=300),

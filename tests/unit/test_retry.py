@@ -17,12 +17,12 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from redis_cluster_saver.commands import Plan, pause
 from redis_cluster_saver.detector import Capabilities
 from redis_cluster_saver.errors import PoolTimeoutError
 from redis_cluster_saver.failures import Failure, classify, is_refusal
 from redis_cluster_saver.keys import KeyLayout
 from redis_cluster_saver.operations import Operations
+from redis_cluster_saver.plan import Plan, pause
 from redis_cluster_saver.retry import LOST_PAUSE, MOVING_PAUSE, Decision, Retries, Step
 
 CASES = [

@@ -33,20 +33,20 @@ from redis.exceptions import (
 )
 
 from . import codec, scripts
-from .commands import (
+from .connection import CLOSED_CLIENT, is_closed, is_cluster_client
+from .errors import SaverError
+from .plan import (
     Arg,
     Call,
     Command,
-    Execution,
     Mode,
     Plan,
     Require,
     RoundTrip,
     ScriptCall,
+    WriteMode,
     keys_of,
 )
-from .connection import CLOSED_CLIENT, is_closed, is_cluster_client
-from .errors import SaverError
 from .pool import NodeBounds
 
 T = TypeVar("T")
@@ -139,7 +139,7 @@ class Shell:
         return pipe
 
     def pipeline(self, trip: RoundTrip) -> Any:
-        multi = trip.atomic and self.mode.execution is Execution.TRANSACTION
+        multi = trip.atomic and self.mode.writes is WriteMode.TRANSACTION
         return self.queued(self.client, trip.calls, multi or trip.force_multi)
 
     script_writes = False
@@ -149,10 +149,8 @@ class Shell:
         """The one call a trip comes down to, if any: it needs no pipeline."""
         if len(trip.calls) == 1 and not isinstance(trip.calls[0], Require):
             return trip.calls[0]
-        scripted = self.mode.execution is Execution.SCRIPT or (
-            self.script_writes
-            and self.mode.execution is Execution.TRANSACTION
-            and self.mode.scripts
+        scripted = self.mode.writes is WriteMode.SCRIPT or (
+            self.script_writes and self.mode.writes is WriteMode.TRANSACTION and self.mode.scripts
         )
         checked = any(isinstance(c, Require) for c in trip.calls)
         if trip.atomic and (scripted or checked) and not trip.force_multi:
@@ -169,9 +167,9 @@ class Shell:
         replicas, timeout = trip.wait
         key = keys_of(trip.calls[0])[0]
         wait = Command.of("WAIT", replicas, timeout)
-        if self.mode.scripts and self.mode.execution is not Execution.PER_KEY:
+        if self.mode.scripts and self.mode.writes is not WriteMode.PER_KEY:
             return key, [as_script(trip), wait]
-        if self.mode.execution is Execution.TRANSACTION:
+        if self.mode.writes is WriteMode.TRANSACTION:
             return key, [Command.of("MULTI"), *trip.calls, Command.of("EXEC"), wait]
         return key, [*trip.calls, wait]
 
@@ -263,7 +261,7 @@ class SyncShell(Shell):
                 raise
         call = self.single(trip)
         if call is None:
-            multi = trip.atomic and self.mode.execution is Execution.TRANSACTION
+            multi = trip.atomic and self.mode.writes is WriteMode.TRANSACTION
             if multi and not trip.force_multi and not self.cluster:
                 return self.transaction(trip.calls)
             return list(self.pipeline(trip).execute())

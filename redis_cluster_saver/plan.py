@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-class Execution(str, Enum):
+class WriteMode(str, Enum):
     """How atomic trips (writes) are carried out on a given server.
 
     ``transaction``: MULTI/EXEC wherever the server allows it (the default).
@@ -36,10 +36,10 @@ class Execution(str, Enum):
 
 @dataclass
 class Mode:
-    """The execution mode one saver's plans and shell share; it can change at run
+    """The write and read modes one saver's plans and shell share; it can change at run
     time when a refusal first appears."""
 
-    execution: Execution = Execution.TRANSACTION
+    writes: WriteMode = WriteMode.TRANSACTION
     scripts: bool = True
     """Reads and maintenance run as same-slot scripts (else as plain-command plans,
     and list deltas, whose precondition needs a script, are off)."""
@@ -142,7 +142,7 @@ class RoundTrip:
     calls: tuple[Call, ...]
     atomic: bool = False
     force_multi: bool = False
-    """Send as MULTI/EXEC whatever the execution mode (the detector's probe)."""
+    """Send as MULTI/EXEC whatever the write mode (the detector's probe)."""
     pause: float = 0.0
     """A trip with no calls that only waits (plans cannot sleep themselves)."""
     wait: tuple[int, int] | None = None
