@@ -216,7 +216,9 @@ def detect(layout: KeyLayout, client_kind: str) -> Plan[Capabilities]:
         if caps.topology == "cluster":
             # a search coordinator answers FT.SEARCH across shards and exposes the
             # shard-local _FT.SEARCH; without it each shard searches only itself
-            ok, reply = yield from _attempt(one(Command.keyless("_FT.SEARCH", "rcs-probe", "*")))
+            ok, reply = yield from _attempt(
+                one(Command.keyless("_FT.SEARCH", layout.probe_index(), "*"))
+            )
             caps.search_all_shards = ok or "unknown command" not in str(reply).lower()
         else:
             caps.search_all_shards = caps.topology != "proxy"

@@ -166,6 +166,22 @@ class KeyLayout:
         """The one key the detector writes (and deletes) to test what is allowed."""
         return f"{self.prefix}:{{probe}}:detect"
 
+    def index(self, tag: str | None = None) -> str:
+        """Name of the search index (one per shard, each on a slot of its own, where
+        search sees one shard: ``tag`` picks the slot)."""
+        return f"{self.prefix}:idx" if tag is None else f"{self.prefix}:idx:{{{tag}}}"
+
+    def probe_index(self) -> str:
+        """An index name the detector only asks about (it is never created)."""
+        return f"{self.prefix}:idx:{{probe}}:detect"
+
+    def checkpoint_parts(self, key: bytes | str) -> tuple[str, str, str]:
+        """(thread id, namespace, checkpoint id) from a checkpoint hash's key."""
+        text = key.decode() if isinstance(key, bytes) else key
+        thread = self.thread_id_of(text)
+        ns_e, id_e = text[text.index("}:") + 2 :].split(":")
+        return thread, unescape(ns_e), unescape(id_e)
+
     def thread_id_of(self, key: str) -> str:
         """Recover the thread id from any key of a thread (used by cross-thread tools)."""
         start = key.index("{") + 1

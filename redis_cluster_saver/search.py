@@ -24,7 +24,7 @@ from redisvl.query.filter import FilterExpression, Num, Tag
 from redisvl.schema import IndexSchema
 
 from . import codec
-from .keys import KeyLayout, unescape
+from .keys import KeyLayout
 from .plan import Arg, Command
 
 SEPARATOR = "\x1f"  # a tag separator no id is expected to contain
@@ -51,7 +51,7 @@ def schema(layout: KeyLayout, name: str) -> IndexSchema:
 
 
 def index_name(layout: KeyLayout, tag: str | None = None) -> str:
-    return f"{layout.prefix}:idx" if tag is None else f"{layout.prefix}:idx:{{{tag}}}"
+    return layout.index(tag)
 
 
 def create_command(layout: KeyLayout, name: str) -> Command:
@@ -168,7 +168,4 @@ def indexing(info: Any) -> bool:
 
 def parse_checkpoint_key(layout: KeyLayout, key: bytes | str) -> tuple[str, str, str]:
     """(thread id, namespace, checkpoint id) from a checkpoint hash's key."""
-    text = key.decode() if isinstance(key, bytes) else key
-    thread = layout.thread_id_of(text)
-    ns_e, id_e = text[text.index("}:") + 2 :].split(":")
-    return thread, unescape(ns_e), unescape(id_e)
+    return layout.checkpoint_parts(key)
