@@ -38,6 +38,7 @@ class CrossThread(Reads):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Plan[list[CheckpointTuple]]:
+        """Checkpoints newest first: of one thread (one or all namespaces), or of all threads."""
         n = validation.limit(limit)
         if n is not None and n <= 0:
             return []
@@ -242,6 +243,17 @@ class CrossThread(Reads):
         )
         loaded = yield from self._load(found[:limit])
         return [t for t in loaded if matches(t, filter, before_id)]
+
+    def list_threads(self, *, limit: int | None = None, offset: int = 0) -> Plan[list[str]]:
+        """Thread ids, in id order, from ``offset``, at most ``limit`` (one round trip
+        to the thread directory)."""
+        for name, value in (("limit", limit), ("offset", offset)):
+            if value is None and name == "limit":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
+        ids = yield from self.thread_ids()
+        return ids[offset:] if limit is None else ids[offset : offset + limit]
 
     def thread_ids(self) -> Plan[list[str]]:
         """Every thread in the directory (bucketed sets, no KEYS or SCAN)."""

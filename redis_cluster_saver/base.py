@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     BaseCheckpointSaver,
-    ChannelVersions,
-    Checkpoint,
-    CheckpointMetadata,
-    CheckpointTuple,
-    DeltaChannelHistory,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol, maybe_add_typed_methods
 from typing_extensions import Self
@@ -158,84 +151,3 @@ class SaverBase(BaseCheckpointSaver[str]):
         vars(clone).update(vars(self))
         clone.ops = dataclasses.replace(self.ops)
         return clone
-
-    # ---- the operations: each a plan, made into methods by faces.py --------------
-
-    def _get_tuple(self, config: RunnableConfig) -> Plan[CheckpointTuple | None]:
-        """The checkpoint of ``config`` (without an id: its namespace's latest); one round trip."""
-        return self.ops.get_tuple(config)
-
-    def _list(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> Plan[builtins.list[CheckpointTuple]]:
-        """Checkpoints newest first: of one thread (one or all namespaces), or of all threads."""
-        return self.ops.list_checkpoints(config, filter=filter, before=before, limit=limit)
-
-    def _put(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> Plan[RunnableConfig]:
-        """Store a checkpoint and the channel values that changed, atomically, in one round trip."""
-        return self.ops.put(config, checkpoint, metadata, new_versions)
-
-    def _put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> Plan[None]:
-        """Store a task's pending writes; ordinary writes never overwrite, special ones do."""
-        return self.ops.put_writes(config, writes, task_id, task_path)
-
-    def _delete_thread(self, thread_id: str) -> Plan[None]:
-        """Delete every key of a thread."""
-        return self.ops.delete_thread(thread_id)
-
-    def _delete_for_runs(self, run_ids: Sequence[str]) -> Plan[None]:
-        """Delete the checkpoints (and their writes) made by these runs, thread by thread."""
-        return self.ops.delete_for_runs(run_ids)
-
-    def _copy_thread(self, source_thread_id: str, target_thread_id: str) -> Plan[None]:
-        """Copy a thread's whole history (every namespace, parent chain and writes)."""
-        return self.ops.copy_thread(source_thread_id, target_thread_id)
-
-    def _prune(
-        self,
-        thread_ids: Sequence[str],
-        *,
-        strategy: str = "keep_latest",
-        keep_last: int | None = None,
-    ) -> Plan[None]:
-        """``keep_latest`` (per namespace), ``delete``, or ``keep_last=N`` newest.
-
-        Ancestors a kept checkpoint needs to rebuild DeltaChannel state are kept too.
-        """
-        return self.ops.prune(thread_ids, strategy, keep_last)
-
-    def _get_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Plan[Mapping[str, DeltaChannelHistory]]:
-        """Writes and seed of delta channels along the parent chain, in one round trip."""
-        return self.ops.delta_channel_history(config, channels)
-
-    def _list_threads(
-        self, *, limit: int | None = None, offset: int = 0
-    ) -> Plan[builtins.list[str]]:
-        """Thread ids, in id order, from ``offset``, at most ``limit`` (one round trip
-        to the thread directory)."""
-        for name, value in (("limit", limit), ("offset", offset)):
-            if value is None and name == "limit":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
-        ids = yield from self.ops.thread_ids()
-        return ids[offset:] if limit is None else ids[offset : offset + limit]

@@ -1,6 +1,6 @@
 """The saver's public methods made from its operations, each operation written once.
 
-An operation (a method of :class:`~.base.SaverBase` that returns a plan) becomes a
+An operation (a plan of :class:`~.operations.Operations`, run on ``saver.ops``) becomes a
 blocking method of the sync saver, a coroutine method of the async saver, and the
 async saver's sync method that runs the coroutine on the saver's loop from another
 thread. The three differ only in how they wait, so none is written by hand; each
@@ -13,6 +13,7 @@ import functools
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from .operations import Operations
 from .plan import Plan
 
 P = ParamSpec("P")
@@ -28,7 +29,7 @@ def _named(face: Any, op: Callable[..., Any], name: str) -> Any:
 
 def blocking(op: Operation[P, T], name: str) -> Callable[Concatenate[Any, P], T]:
     def face(self: Any, *args: P.args, **kwargs: P.kwargs) -> T:
-        return self._run(lambda: op(self, *args, **kwargs))  # type: ignore[no-any-return]
+        return self._run(lambda: op(self.ops, *args, **kwargs))  # type: ignore[no-any-return]
 
     return _named(face, op, name)  # type: ignore[no-any-return]
 
@@ -37,7 +38,7 @@ def awaitable(
     op: Operation[P, T], name: str
 ) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
     async def face(self: Any, *args: P.args, **kwargs: P.kwargs) -> T:
-        return await self._run(lambda: op(self, *args, **kwargs))  # type: ignore[no-any-return]
+        return await self._run(lambda: op(self.ops, *args, **kwargs))  # type: ignore[no-any-return]
 
     return _named(face, op, name)  # type: ignore[no-any-return]
 
@@ -46,7 +47,7 @@ def from_another_thread(op: Operation[P, T], name: str) -> Callable[Concatenate[
     """The async saver's sync method: the operation run on the saver's loop."""
 
     def face(self: Any, *args: P.args, **kwargs: P.kwargs) -> T:
-        return self._wait(name, lambda: self._run(lambda: op(self, *args, **kwargs)))  # type: ignore[no-any-return]
+        return self._wait(name, lambda: self._run(lambda: op(self.ops, *args, **kwargs)))  # type: ignore[no-any-return]
 
     return _named(face, op, name)  # type: ignore[no-any-return]
 
@@ -76,19 +77,19 @@ def async_iterating(
 
 Style = Callable[[Operation[..., Any], str], Callable[..., Any]]
 
-OPERATIONS = (
-    "get_tuple",
-    "list",
-    "put",
-    "put_writes",
-    "delete_thread",
-    "delete_for_runs",
-    "copy_thread",
-    "prune",
-    "get_delta_channel_history",
-    "list_threads",
-)
-"""The operations of :class:`~.base.SaverBase` (``_<name>``), by public name."""
+OPERATIONS: dict[str, Operation[..., Any]] = {
+    "get_tuple": Operations.get_tuple,
+    "list": Operations.list_checkpoints,
+    "put": Operations.put,
+    "put_writes": Operations.put_writes,
+    "delete_thread": Operations.delete_thread,
+    "delete_for_runs": Operations.delete_for_runs,
+    "copy_thread": Operations.copy_thread,
+    "prune": Operations.prune,
+    "get_delta_channel_history": Operations.delta_channel_history,
+    "list_threads": Operations.list_threads,
+}
+"""The plans behind the saver's public methods, by public name."""
 
 C = TypeVar("C", bound=type)
 
@@ -100,9 +101,9 @@ def faced(
     (``list`` as the iterator ``listing`` makes of it)."""
 
     def install(cls: C) -> C:
-        for name in OPERATIONS:
+        for name, op in OPERATIONS.items():
             public = prefix + name
-            face = style(getattr(cls, "_" + name), public)
+            face = style(op, public)
             setattr(cls, public, listing(face, public) if name == "list" else face)
         return cls
 

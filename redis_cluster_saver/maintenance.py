@@ -61,6 +61,7 @@ class Maintenance(Writes, CrossThread):
             yield from self._unlist(gone)
 
     def delete_thread(self, thread_id: str) -> Plan[None]:
+        """Delete every key of a thread."""
         tid = validation.text(thread_id, "thread_id")
         yield from self._per_thread([tid], self._drop_call)
 
@@ -69,8 +70,16 @@ class Maintenance(Writes, CrossThread):
         return ScriptCall(scripts.DELETE_THREAD, (keys.namespaces,), (keys.handle,))
 
     def prune(
-        self, thread_ids: Sequence[str], strategy: str = "keep_latest", keep_last: int | None = None
+        self,
+        thread_ids: Sequence[str],
+        *,
+        strategy: str = "keep_latest",
+        keep_last: int | None = None,
     ) -> Plan[None]:
+        """``keep_latest`` (per namespace), ``delete``, or ``keep_last=N`` newest.
+
+        Ancestors a kept checkpoint needs to rebuild DeltaChannel state are kept too.
+        """
         tids = [validation.text(t, "thread_id") for t in thread_ids]
         if keep_last is not None:
             if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
@@ -89,6 +98,7 @@ class Maintenance(Writes, CrossThread):
         )
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> Plan[None]:
+        """Delete the checkpoints (and their writes) made by these runs, thread by thread."""
         runs = [validation.text(r, "run_id") for r in run_ids]
         if not runs:
             return
@@ -101,6 +111,7 @@ class Maintenance(Writes, CrossThread):
         )
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> Plan[None]:
+        """Copy a thread's whole history (every namespace, parent chain and writes)."""
         src = validation.text(source_thread_id, "source_thread_id")
         dst = validation.text(target_thread_id, "target_thread_id")
         skeys, dkeys = self.layout.thread(src), self.layout.thread(dst)

@@ -126,6 +126,7 @@ class Reads(Session):
     # ---- reads -----------------------------------------------------------------
 
     def get_tuple(self, config: RunnableConfig) -> Plan[CheckpointTuple | None]:
+        """The checkpoint of ``config`` (without an id: its namespace's latest); one round trip."""
         thread_id = validation.thread_id(config)
         ns = validation.namespace(config)
         cid = validation.checkpoint_id(config) or ""
@@ -136,8 +137,9 @@ class Reads(Session):
         return self._tuple(thread_id, entries[0], entry_resolver(entries)) if entries else None
 
     def delta_channel_history(
-        self, config: RunnableConfig, channels: Sequence[str]
-    ) -> Plan[dict[str, DeltaChannelHistory]]:
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Plan[Mapping[str, DeltaChannelHistory]]:
+        """Writes and seed of delta channels along the parent chain, in one round trip."""
         if not channels:
             return {}
         thread_id = validation.thread_id(config)

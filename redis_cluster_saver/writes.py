@@ -154,7 +154,9 @@ class Writes(Session):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> Plan[RunnableConfig]:
-        """Validate, encode, then send: nothing is sent before all input is checked."""
+        """Store a checkpoint and the channel values that changed, atomically, in one
+        round trip (validated, then encoded, then sent: nothing goes before all input
+        is checked)."""
         put = _validated(config, checkpoint, metadata, new_versions)
         values = self._encoded_values(put)
         fields = self._checkpoint_fields(put)
@@ -252,6 +254,7 @@ class Writes(Session):
         task_id: str,
         task_path: str = "",
     ) -> Plan[None]:
+        """Store a task's pending writes; ordinary writes never overwrite, special ones do."""
         thread_id = validation.thread_id(config)
         ns = validation.namespace(config)
         cid = validation.checkpoint_id(config)

@@ -129,7 +129,7 @@ def test_put_writes_needs_a_checkpoint_id() -> None:
 
 def test_prune_rejects_unknown_strategies() -> None:
     with pytest.raises(ValueError, match="strategy"):
-        next(ops().prune(["t"], "keep_some"))
+        next(ops().prune(["t"], strategy="keep_some"))
     with pytest.raises(ValueError, match="keep_last"):
         next(ops().prune(["t"], keep_last=-1))
 

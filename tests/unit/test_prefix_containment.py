@@ -262,10 +262,10 @@ def test_every_key_starts_with_the_prefix(
         lambda: ops.get_tuple(latest),
         lambda: ops.list_checkpoints(latest, filter={"run_id": run}, limit=3),
         lambda: ops.list_checkpoints(None, filter={"source": "loop", "run_id": run}),
-        lambda: ops.delta_channel_history(conf, [ch for ch, _ in channels]),
+        lambda: ops.delta_channel_history(config=conf, channels=[ch for ch, _ in channels]),
         lambda: ops.copy_thread(thread, other_thread),
-        lambda: ops.prune([thread, other_thread], "keep_latest"),
-        lambda: ops.prune([thread], "delete"),
+        lambda: ops.prune([thread, other_thread], strategy="keep_latest"),
+        lambda: ops.prune([thread], strategy="delete"),
         lambda: ops.delete_for_runs([run]),
         lambda: ops.delete_thread(thread),
     ]
@@ -301,7 +301,7 @@ def test_fake_server_reaches_the_deeper_per_key_commands() -> None:
     server = FakeServer(ops.layout, "t", "", "c", "ch")
     names: set[str] = set()
     for plan in (
-        ops.prune(["t"], "keep_latest"),
+        ops.prune(["t"], strategy="keep_latest"),
         ops.delete_for_runs(["run"]),
         ops.copy_thread("t", "u"),
         ops.get_tuple({"configurable": {"thread_id": "t", "checkpoint_ns": ""}}),
