@@ -55,6 +55,10 @@ replies are in. Tests stop a process there (a crash at a chosen round trip) or
 raise ConnectionError from "reply" (a reply lost after the server applied it)."""
 SPLIT = {"HSET": 2, "ZADD": 2, "DEL": 1}  # commands whose arguments may go in chunks
 CHUNK = 1000
+STRAIGHT = frozenset({"SADD", "SREM", "SMEMBERS", "HGETALL", "HMGET", "ZREVRANGEBYLEX", "PEXPIRE"})
+"""Commands of one key (named first) that a plan sends alone and that a cluster
+client routes by that key: on the asyncio cluster they go straight to its node, as
+script calls do. The hot one: SADD, a new thread's directory entry."""
 REROUTE = (MovedError, AskError, TryAgainError, ClusterDownError, ConnectionError, TimeoutError)
 """What a script call sent straight to its node may meet when the slot map is off
 (the slot moved or is moving, the node failed over or is gone): the call then goes
@@ -194,14 +198,14 @@ class Shell:
             return ClusterError(f"the cluster's topology changed under the call ({exc})")
         raise exc
 
-    def owner(self, call: ScriptCall) -> Any:
-        """The primary that owns ``call``'s slot in the cluster client's slot map
-        (every key of a call shares one slot), or None when the map is being learnt
-        again or does not cover the slot: the call then goes through the client."""
-        if not call.keys or getattr(self.client, "_initialize", False):
+    def owner(self, key: str) -> Any:
+        """The primary that owns ``key``'s slot in the cluster client's slot map, or
+        None when the map is being learnt again or does not cover the slot: the call
+        then goes through the client."""
+        if getattr(self.client, "_initialize", False):
             return None
         try:
-            return self.client.get_node_from_key(call.keys[0])
+            return self.client.get_node_from_key(key)
         except SlotNotCoveredError:
             return None
 
@@ -445,14 +449,18 @@ class AsyncShell(Shell):
         if call is None:
             return list(await self.pipeline(trip).execute())
         if isinstance(call, Command):
-            if self.cluster and (call.anywhere or call.route is not None):
+            keyed = call.route is None and not call.anywhere
+            if self.cluster and keyed and call.args[0] in STRAIGHT:
+                return [await self.routed(str(call.args[1]), *call.args)]
+            if self.cluster and not keyed:
                 await self.client.initialize()  # the node list is known after it
             return [await self.client.execute_command(*call.args, **self.options(call))]
         if self.cluster:
+            first = call.keys[0] if call.keys else None
             try:
-                reply = await self.routed(call, "EVALSHA", *_evalsha_args(call))
+                reply = await self.routed(first, "EVALSHA", *_evalsha_args(call))
             except NoScriptError:
-                reply = await self.routed(call, "EVAL", *_eval_args(call))
+                reply = await self.routed(first, "EVAL", *_eval_args(call))
             return self.per_call(trip, reply)
         try:
             reply = await self.direct("EVALSHA", *_evalsha_args(call))
@@ -460,21 +468,25 @@ class AsyncShell(Shell):
             reply = await self.direct("EVAL", *_eval_args(call))
         return self.per_call(trip, reply)
 
-    async def routed(self, call: ScriptCall, *args: Any) -> Any:
-        """A script call on a cluster: one packet on a connection of the node that
-        owns its slot, without the client's per-command machinery (which parses the
-        slot of every key, resolves policies, records metrics and packs in Python:
-        most of the client's time per call). The trip's bound (:meth:`bounded`) was
-        taken on that node. On a redirect or a failure (:data:`REROUTE`), or where
-        the slot map does not say, the call goes through the client."""
-        node = self.owner(call) if _DIRECT_NODES else None
+    async def routed(self, key: str | None, *args: Any) -> Any:
+        """A command on a cluster (a script call, or one of :data:`STRAIGHT`) whose
+        slot is ``key``'s: one packet on a connection of the node that owns it,
+        without the client's per-command machinery (which parses the slot of every
+        key, resolves policies, records metrics and packs in Python: most of the
+        client's time per call); the node's reply callback applies, as through the
+        client. The trip's bound (:meth:`bounded`) was taken on that node. On a
+        redirect or a failure (:data:`REROUTE`), or where the slot map does not say,
+        the command goes through the client."""
+        node = self.owner(key) if _DIRECT_NODES and key is not None else None
         if node is None:
             return await self.client.execute_command(*args)
         conn = node.acquire_connection()  # a full node raises, as through the client
         try:
             await node.disconnect_if_needed(conn)  # marked stale by a topology change
             await _send(conn, _pack([args], conn))
-            return await conn.read_response()
+            reply = await conn.read_response()
+            callback = node.response_callbacks.get(args[0])
+            return callback(reply) if callback is not None else reply
         except REROUTE:
             pass  # read_response dropped a connection that failed; a redirect leaves it in step
         finally:

@@ -223,6 +223,11 @@ class NodeBounds:
         """A turn on each node ``trip`` goes to: give them back with :meth:`give`."""
         await self.client.initialize()  # the slot map is known after it
         calls = trip.calls[:1] if trip.atomic or trip.wait else trip.calls
+        if len(calls) == 1:  # most trips: one node
+            key = _key(calls[0])
+            turns = self.turns(KEYLESS if key is None else self.node_of(key))
+            await turns.take()
+            return [turns]
         names = {KEYLESS if (key := _key(c)) is None else self.node_of(key) for c in calls}
         return await self.take_names(sorted(names))
 
