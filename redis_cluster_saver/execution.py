@@ -411,25 +411,24 @@ class AsyncShell(Shell):
                 trip = self.advance(plan, replies, error)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
+            bounds = self.bounds if trip.calls else None
+            held = None
             try:
                 self.notify("send", trip)
-                replies, error = await self.bounded(trip), None
+                if bounds is not None:  # a turn on the node(s) the trip goes to
+                    held = bounds.now(trip) or await bounds.take(trip)
+                replies, error = await self.execute(trip), None
                 self.notify("reply", trip)
             except Exception as exc:
                 replies, error = None, self.client_error(exc)
+            finally:
+                if bounds is not None and held:
+                    bounds.give(held)
 
     bounds: NodeBounds | None = None
-    """Trips at once per node, for an asyncio cluster client (its nodes cannot queue)."""
-
-    async def bounded(self, trip: RoundTrip) -> list[Any]:
-        """:meth:`execute`, after waiting for a turn on the node(s) the trip goes to."""
-        if self.bounds is None or not trip.calls:
-            return await self.execute(trip)
-        held = await self.bounds.take(trip)
-        try:
-            return await self.execute(trip)
-        finally:
-            self.bounds.give(held)
+    """Trips at once per node, for an asyncio cluster client (its nodes cannot queue):
+    :meth:`run` takes a turn before :meth:`execute` and gives it back after (taking
+    it inline, as coroutines each trip would stay alive across its round trip)."""
 
     async def execute(self, trip: RoundTrip) -> list[Any]:
         if not trip.calls:
@@ -474,7 +473,7 @@ class AsyncShell(Shell):
         without the client's per-command machinery (which parses the slot of every
         key, resolves policies, records metrics and packs in Python: most of the
         client's time per call); the node's reply callback applies, as through the
-        client. The trip's bound (:meth:`bounded`) was taken on that node. On a
+        client. The trip's turn (:attr:`bounds`) was taken on that node. On a
         redirect or a failure (:data:`REROUTE`), or where the slot map does not say,
         the command goes through the client."""
         node = self.owner(key) if _DIRECT_NODES and key is not None else None

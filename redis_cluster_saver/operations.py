@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, ParamSpec, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -60,6 +60,7 @@ from .detector import Capabilities, ModeLog, detect, is_refusal, probe_modes
 from .errors import DurabilityError, pool_exhausted
 from .keys import KeyLayout, ThreadKeys, blob_field, unescape, write_field
 
+P = ParamSpec("P")
 PRUNE_STRATEGIES = ("keep_latest", "delete")
 IN_MOTION = (
     ConnectionError,
@@ -267,7 +268,7 @@ class Operations:
         assert self.capabilities is not None
         return self.capabilities
 
-    def guarded(self, make: Callable[[], Plan[T]]) -> Plan[T]:
+    def guarded(self, make: Callable[P, Plan[T]], *args: P.args, **kwargs: P.kwargs) -> Plan[T]:
         """Run an operation (detecting first if needed), through what a live system
         throws at it. On a refusal, re-probe and switch mode if the server now
         refuses what the mode needs. On a lost connection (a failover) or a cluster
@@ -282,7 +283,7 @@ class Operations:
         deadline = time.monotonic() + self.failover_wait
         while True:
             try:
-                return (yield from make())
+                return (yield from make(*args, **kwargs))
             except Exception as exc:
                 if (
                     isinstance(exc, TimeoutError)

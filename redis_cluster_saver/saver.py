@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -24,6 +24,7 @@ from .options import SaverBase
 from .pool import NodeBounds
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class RedisClusterSaver(SaverBase):
@@ -59,8 +60,8 @@ class RedisClusterSaver(SaverBase):
         if self._owns_client:
             self.client.close()
 
-    def _run(self, make: Callable[[], Plan[T]]) -> T:
-        return self.shell.run(self.ops.guarded(make))
+    def _run(self, make: Callable[P, Plan[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+        return self.shell.run(self.ops.guarded(make, *args, **kwargs))
 
     def setup(self) -> None:
         """Probe the server (topology, what it allows); nothing to create, so it is
@@ -69,7 +70,7 @@ class RedisClusterSaver(SaverBase):
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """The checkpoint of ``config`` (without an id: its namespace's latest); one round trip."""
-        return self._run(lambda: self.ops.get_tuple(config))
+        return self._run(self.ops.get_tuple, config)
 
     def list(
         self,
@@ -81,7 +82,7 @@ class RedisClusterSaver(SaverBase):
     ) -> Iterator[CheckpointTuple]:
         """Checkpoints newest first: of one thread (one or all namespaces), or of all threads."""
         yield from self._run(
-            lambda: self.ops.list_checkpoints(config, filter=filter, before=before, limit=limit)
+            self.ops.list_checkpoints, config, filter=filter, before=before, limit=limit
         )
 
     def put(
@@ -92,7 +93,7 @@ class RedisClusterSaver(SaverBase):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         """Store a checkpoint and the channel values that changed, atomically, in one round trip."""
-        return self._run(lambda: self.ops.put(config, checkpoint, metadata, new_versions))
+        return self._run(self.ops.put, config, checkpoint, metadata, new_versions)
 
     def put_writes(
         self,
@@ -102,19 +103,19 @@ class RedisClusterSaver(SaverBase):
         task_path: str = "",
     ) -> None:
         """Store a task's pending writes; ordinary writes never overwrite, special ones do."""
-        self._run(lambda: self.ops.put_writes(config, writes, task_id, task_path))
+        self._run(self.ops.put_writes, config, writes, task_id, task_path)
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete every key of a thread."""
-        self._run(lambda: self.ops.delete_thread(thread_id))
+        self._run(self.ops.delete_thread, thread_id)
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints (and their writes) made by these runs, thread by thread."""
-        self._run(lambda: self.ops.delete_for_runs(run_ids))
+        self._run(self.ops.delete_for_runs, run_ids)
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy a thread's whole history (every namespace, parent chain and writes)."""
-        self._run(lambda: self.ops.copy_thread(source_thread_id, target_thread_id))
+        self._run(self.ops.copy_thread, source_thread_id, target_thread_id)
 
     def prune(
         self,
@@ -127,13 +128,13 @@ class RedisClusterSaver(SaverBase):
 
         Ancestors a kept checkpoint needs to rebuild DeltaChannel state are kept too.
         """
-        self._run(lambda: self.ops.prune(thread_ids, strategy, keep_last))
+        self._run(self.ops.prune, thread_ids, strategy, keep_last)
 
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
         """Writes and seed of delta channels along the parent chain, in one round trip."""
-        return self._run(lambda: self.ops.delta_channel_history(config, channels))
+        return self._run(self.ops.delta_channel_history, config, channels)
 
 
 class AsyncRedisClusterSaver(SaverBase):
@@ -177,8 +178,12 @@ class AsyncRedisClusterSaver(SaverBase):
         if self._owns_client:
             await self.client.aclose()
 
-    async def _run(self, make: Callable[[], Plan[T]]) -> T:
-        return await self.shell.run(self.ops.guarded(make))
+    def _run(
+        self, make: Callable[P, Plan[T]], *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, T]:
+        """The operation's coroutine (the caller awaits it: no coroutine of its own,
+        which would stay alive across every round trip of the operation)."""
+        return self.shell.run(self.ops.guarded(make, *args, **kwargs))
 
     async def asetup(self) -> None:
         """Probe the server (topology, what it allows); nothing to create, so it is
@@ -187,7 +192,7 @@ class AsyncRedisClusterSaver(SaverBase):
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """The checkpoint of ``config`` (without an id: its namespace's latest); one round trip."""
-        return await self._run(lambda: self.ops.get_tuple(config))
+        return await self._run(self.ops.get_tuple, config)
 
     async def alist(
         self,
@@ -199,7 +204,7 @@ class AsyncRedisClusterSaver(SaverBase):
     ) -> AsyncIterator[CheckpointTuple]:
         """Checkpoints newest first: of one thread (one or all namespaces), or of all threads."""
         for item in await self._run(
-            lambda: self.ops.list_checkpoints(config, filter=filter, before=before, limit=limit)
+            self.ops.list_checkpoints, config, filter=filter, before=before, limit=limit
         ):
             yield item
 
@@ -211,7 +216,7 @@ class AsyncRedisClusterSaver(SaverBase):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         """Store a checkpoint and the channel values that changed, atomically, in one round trip."""
-        return await self._run(lambda: self.ops.put(config, checkpoint, metadata, new_versions))
+        return await self._run(self.ops.put, config, checkpoint, metadata, new_versions)
 
     async def aput_writes(
         self,
@@ -221,19 +226,19 @@ class AsyncRedisClusterSaver(SaverBase):
         task_path: str = "",
     ) -> None:
         """Store a task's pending writes; ordinary writes never overwrite, special ones do."""
-        await self._run(lambda: self.ops.put_writes(config, writes, task_id, task_path))
+        await self._run(self.ops.put_writes, config, writes, task_id, task_path)
 
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete every key of a thread."""
-        await self._run(lambda: self.ops.delete_thread(thread_id))
+        await self._run(self.ops.delete_thread, thread_id)
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints (and their writes) made by these runs, thread by thread."""
-        await self._run(lambda: self.ops.delete_for_runs(run_ids))
+        await self._run(self.ops.delete_for_runs, run_ids)
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy a thread's whole history (every namespace, parent chain and writes)."""
-        await self._run(lambda: self.ops.copy_thread(source_thread_id, target_thread_id))
+        await self._run(self.ops.copy_thread, source_thread_id, target_thread_id)
 
     async def aprune(
         self,
@@ -246,10 +251,10 @@ class AsyncRedisClusterSaver(SaverBase):
 
         Ancestors a kept checkpoint needs to rebuild DeltaChannel state are kept too.
         """
-        await self._run(lambda: self.ops.prune(thread_ids, strategy, keep_last))
+        await self._run(self.ops.prune, thread_ids, strategy, keep_last)
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
         """Writes and seed of delta channels along the parent chain, in one round trip."""
-        return await self._run(lambda: self.ops.delta_channel_history(config, channels))
+        return await self._run(self.ops.delta_channel_history, config, channels)
