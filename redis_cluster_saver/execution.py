@@ -92,16 +92,23 @@ def as_script(trip: RoundTrip) -> ScriptCall:
     argv: list[Arg] = []
     declared: dict[str, None] = {}
     for call in trip.calls:
-        declared.update(dict.fromkeys(keys_of(call)))
-        if isinstance(call, Require):
-            parts: list[tuple[Arg, ...]] = [("__require__", call.key, *call.fields)]
-        elif isinstance(call, ScriptCall):
+        for key in keys_of(call):
+            declared[key] = None
+        if isinstance(call, Command):
+            args = call.args
+            if len(args) <= 2 + CHUNK:  # short enough for any command: one piece
+                argv.append(len(args))
+                argv += args
+                continue
+            parts = _chunks(args)
+        elif isinstance(call, Require):
+            parts = [("__require__", call.key, *call.fields)]
+        else:
             assert call.script is scripts.TOUCH, call.script.name
             parts = [("__touch__", *call.args)]
-        else:
-            parts = _chunks(call.args)
         for part in parts:
-            argv += [len(part), *part]
+            argv.append(len(part))
+            argv += part
     return ScriptCall(scripts.APPLY, tuple(declared), tuple(argv))
 
 
@@ -155,8 +162,9 @@ class Shell:
         scripted = self.mode.execution is Execution.SCRIPT or (
             self.script_writes and self.mode.execution is Execution.TRANSACTION
         )
-        checked = any(isinstance(c, Require) for c in trip.calls)
-        if trip.atomic and (scripted or checked) and not trip.force_multi:
+        if not trip.atomic or trip.force_multi:
+            return None
+        if scripted or any(isinstance(c, Require) for c in trip.calls):
             return as_script(trip)
         return None
 
@@ -347,6 +355,8 @@ def resp(commands: list[tuple[Any, ...]], encoding: str = "utf-8", errors: str =
                 raw = arg
             elif kind is str:
                 raw = arg.encode(encoding, errors)
+            elif kind is int:
+                raw = b"%d" % arg
             else:
                 raw = _other(arg, encoding, errors)
             append(b"$%d\r\n%b\r\n" % (len(raw), raw))
