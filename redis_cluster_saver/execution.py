@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio
 import redis.asyncio.cluster
+import redis.asyncio.connection
 from redis.exceptions import (
     AskError,
     ClusterDownError,
@@ -46,6 +47,7 @@ from .commands import (
     keys_of,
 )
 from .connection import is_cluster_client
+from .pipes import NodePipe
 from .pool import NodeBounds
 
 T = TypeVar("T")
@@ -280,7 +282,7 @@ class SyncShell(Shell):
         pool = self.client.connection_pool
         conn = pool.get_connection()
         try:
-            conn.send_packed_command(_pack([args], conn))
+            conn.send_packed_command(_pack([args], conn.encoder))
             return conn.read_response()
         except ResponseError:
             raise
@@ -308,7 +310,9 @@ class SyncShell(Shell):
                 return exc
 
         try:
-            conn.send_packed_command(_pack([("MULTI",), *map(_wire_args, calls), ("EXEC",)], conn))
+            conn.send_packed_command(
+                _pack([("MULTI",), *map(_wire_args, calls), ("EXEC",)], conn.encoder)
+            )
             replies = [reply() for _ in range(len(calls) + 2)][-1]
         except BaseException:
             conn.disconnect()
@@ -334,12 +338,12 @@ def _wire_args(call: Call) -> tuple[Any, ...]:
     return call.args if isinstance(call, Command) else ("EVAL", *_eval_args(call))
 
 
-def _pack(commands: list[tuple[Any, ...]], conn: Any) -> list[bytes]:
+def _pack(commands: list[tuple[Any, ...]], encoder: Any) -> list[bytes]:
     """The commands in RESP, in one buffer: by hiredis in C when it is installed,
-    else by :func:`resp`."""
+    else by :func:`resp` (with the connection's ``encoder``'s text encoding)."""
     if _hiredis_pack is not None:
         return [b"".join([_hiredis_pack(c) for c in commands])]
-    return [resp(commands, conn.encoder.encoding, conn.encoder.encoding_errors)]
+    return [resp(commands, encoder.encoding, encoder.encoding_errors)]
 
 
 def resp(commands: list[tuple[Any, ...]], encoding: str = "utf-8", errors: str = "strict") -> bytes:
@@ -359,7 +363,12 @@ def resp(commands: list[tuple[Any, ...]], encoding: str = "utf-8", errors: str =
                 raw = b"%d" % arg
             else:
                 raw = _other(arg, encoding, errors)
-            append(b"$%d\r\n%b\r\n" % (len(raw), raw))
+            if len(raw) < 512:
+                append(b"$%d\r\n%b\r\n" % (len(raw), raw))
+            else:  # a value: not copied twice
+                append(b"$%d\r\n" % len(raw))
+                append(raw)
+                append(b"\r\n")
     return b"".join(out)
 
 
@@ -375,9 +384,10 @@ def _other(arg: Any, encoding: str, errors: str) -> bytes:
 
 _DIRECT_NODES = all(
     hasattr(redis.asyncio.cluster.ClusterNode, name)
-    for name in ("acquire_connection", "disconnect_if_needed", "release")
-)
-"""Whether this redis-py's asyncio cluster nodes lend their connections (8.x do)."""
+    for name in ("acquire_connection", "disconnect_if_needed", "get_encoder")
+) and hasattr(redis.asyncio.connection.Connection, "should_reconnect")
+"""Whether this redis-py's asyncio cluster nodes lend their connections and say when
+one is stale (8.x do)."""
 
 _hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 try:
@@ -399,6 +409,8 @@ class AsyncShell(Shell):
         super().__init__(client, mode)
         self.script_writes = True
         self.nodes: dict[str, Any] = {}
+        self.pipes: dict[str, NodePipe] = {}
+        """The shared connection of each node, for the direct calls (see pipes.py)."""
 
     async def node_client(self, key: str) -> Any:
         """A client whose pipelines go to the one node that owns ``key``."""
@@ -479,35 +491,32 @@ class AsyncShell(Shell):
 
     async def routed(self, key: str | None, *args: Any) -> Any:
         """A command on a cluster (a script call, or one of :data:`STRAIGHT`) whose
-        slot is ``key``'s: one packet on a connection of the node that owns it,
-        without the client's per-command machinery (which parses the slot of every
-        key, resolves policies, records metrics and packs in Python: most of the
-        client's time per call); the node's reply callback applies, as through the
-        client. The trip's turn (:attr:`bounds`) was taken on that node. On a
-        redirect or a failure (:data:`REROUTE`), or where the slot map does not say,
-        the command goes through the client."""
+        slot is ``key``'s: one packet on the shared connection of the node that owns
+        it (:class:`~.pipes.NodePipe`), without the client's per-command machinery
+        (which parses the slot of every key, resolves policies, records metrics and
+        packs in Python: most of the client's time per call); the node's reply
+        callback applies, as through the client. The trip's turn (:attr:`bounds`)
+        was taken on that node. On a redirect or a failure (:data:`REROUTE`), or
+        where the slot map does not say, the command goes through the client."""
         node = self.owner(key) if _DIRECT_NODES and key is not None else None
-        if node is None:
+        pipe = None if node is None else self.pipes.get(node.name)
+        if node is not None and (pipe is None or pipe.node is not node):
+            pipe = self.pipes[node.name] = NodePipe(node)  # a node new to the map
+        if pipe is None or not pipe.usable():
             return await self.client.execute_command(*args)
-        conn = node.acquire_connection()  # a full node raises, as through the client
         try:
-            await node.disconnect_if_needed(conn)  # marked stale by a topology change
-            await _send(conn, _pack([args], conn))
-            reply = await conn.read_response()
-            callback = node.response_callbacks.get(args[0])
-            return callback(reply) if callback is not None else reply
+            reply = await pipe.call(_pack([args], pipe.encoder))
         except REROUTE:
-            pass  # read_response dropped a connection that failed; a redirect leaves it in step
-        finally:
-            node.release(conn)
-        return await self.client.execute_command(*args)
+            return await self.client.execute_command(*args)
+        callback = pipe.node.response_callbacks.get(args[0])
+        return callback(reply) if callback is not None else reply
 
     async def direct(self, *args: Any) -> Any:
         """As SyncShell.direct; a cancelled call drops its connection too."""
         pool = self.client.connection_pool
         conn = await pool.get_connection()
         try:
-            await _send(conn, _pack([args], conn))
+            await _send(conn, _pack([args], conn.encoder))
             return await conn.read_response()
         except ResponseError:
             raise
