@@ -9,6 +9,7 @@ probes (the detector) can catch a refusal where it happens.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 import traceback
@@ -348,11 +349,57 @@ def _pack(commands: list[tuple[Any, ...]], encoder: Any) -> list[bytes]:
 
 def resp(commands: list[tuple[Any, ...]], encoding: str = "utf-8", errors: str = "strict") -> bytes:
     """RESP for commands whose arguments are str, bytes, int or float, encoded as
-    redis-py encodes them (its packer pays for generality these do not need)."""
+    redis-py encodes them (its packer pays for generality these do not need).
+
+    Most arguments are ASCII text (names, keys, fields, numbers): their frames are
+    built as text and encoded in one go, up to the next binary value, which is
+    framed as it is (never copied but by the final join)."""
+    if not _ascii_compatible(encoding):
+        return _resp_encoded(commands, encoding, errors)
     out: list[bytes] = []
-    append = out.append
+    text: list[str] = []
     for args in commands:
-        append(b"*%d\r\n" % len(args))
+        text.append(f"*{len(args)}\r\n")
+        for arg in args:
+            kind = type(arg)
+            if kind is str and arg.isascii():
+                text.append(f"${len(arg)}\r\n{arg}\r\n")
+                continue
+            if kind is int:
+                digits = str(arg)
+                text.append(f"${len(digits)}\r\n{digits}\r\n")
+                continue
+            if kind is bytes:
+                raw = arg
+            elif kind is str:
+                raw = arg.encode(encoding, errors)
+            else:
+                raw = _other(arg, encoding, errors)
+            text.append(f"${len(raw)}\r\n")
+            out.append("".join(text).encode("ascii"))
+            out.append(raw)
+            text.clear()
+            text.append("\r\n")
+    out.append("".join(text).encode("ascii"))
+    return b"".join(out)
+
+
+@functools.lru_cache(maxsize=8)
+def _ascii_compatible(encoding: str) -> bool:
+    """Whether ``encoding`` writes ASCII text as ASCII (UTF-8, Latin-1: not UTF-16)."""
+    sample = "".join(map(chr, range(128)))
+    try:
+        return sample.encode(encoding) == sample.encode("ascii")
+    except (LookupError, UnicodeError):
+        return False
+
+
+def _resp_encoded(commands: list[tuple[Any, ...]], encoding: str, errors: str) -> bytes:
+    """:func:`resp` for an encoding that is not ASCII-compatible: every argument
+    encoded on its own."""
+    out: list[bytes] = []
+    for args in commands:
+        out.append(b"*%d\r\n" % len(args))
         for arg in args:
             kind = type(arg)
             if kind is bytes:
@@ -363,12 +410,7 @@ def resp(commands: list[tuple[Any, ...]], encoding: str = "utf-8", errors: str =
                 raw = b"%d" % arg
             else:
                 raw = _other(arg, encoding, errors)
-            if len(raw) < 512:
-                append(b"$%d\r\n%b\r\n" % (len(raw), raw))
-            else:  # a value: not copied twice
-                append(b"$%d\r\n" % len(raw))
-                append(raw)
-                append(b"\r\n")
+            out.append(b"$%d\r\n%b\r\n" % (len(raw), raw))
     return b"".join(out)
 
 
