@@ -546,8 +546,9 @@ class AsyncShell(Shell):
             pipe = self.pipes[node.name] = NodePipe(node)  # a node new to the map
         if pipe is None or not pipe.usable():
             return await self.client.execute_command(*args)
+        packet = _pack([args], pipe.encoder)
         try:
-            reply = await pipe.call(_pack([args], pipe.encoder))
+            reply = await (pipe.send(packet) or pipe.call(packet))
         except REROUTE:
             return await self.client.execute_command(*args)
         callback = pipe.node.response_callbacks.get(args[0])

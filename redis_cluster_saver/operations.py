@@ -525,6 +525,9 @@ class Operations:
             Command.of("SADD", keys.namespaces, ns),
             Command.of("ZADD", keys.registry(ns), 0, cid),  # published last
         ]
+        # what the write loop does not need is not kept alive across its round trips
+        # (the garbage collector scans whatever an operation in flight holds)
+        del body, values, md, fields, per_key
         while True:
             # a (channel, version) names one value: the first stored stays, so no
             # later write changes what a stored checkpoint (or a delta on it) reads

@@ -73,6 +73,14 @@ class NodePipe:
             return self.shared
         return not (self.broken or conn.should_reconnect())
 
+    def send(self, packet: list[bytes]) -> asyncio.Future[Any] | None:
+        """Queue ``packet`` (one command) on the open connection: the future of its
+        reply, or None when the connection has to be taken or opened first (then
+        :meth:`call`). Most calls of a burst come here, without a coroutine."""
+        if self.conn is None or self.opening is not None or self.broken:
+            return None
+        return self._queue(packet)
+
     async def call(self, packet: list[bytes]) -> Any:
         """The reply to ``packet`` (one command), written with whatever else is queued."""
         if self.conn is None:  # the first call of a burst takes a connection and opens it
@@ -84,6 +92,9 @@ class NodePipe:
                 raise ConnectionError(f"could not connect to {self.node.name}") from failure
         if self.broken or self.conn is None:
             raise ConnectionError("the node's connection failed")
+        return await self._queue(packet)
+
+    def _queue(self, packet: list[bytes]) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Any] = loop.create_future()
         self.waiting.append(reply)
@@ -93,7 +104,7 @@ class NodePipe:
             loop.call_soon(self.flush)
         if self.reader is None:
             self.reader = loop.create_task(self.read(self.conn))
-        return await reply
+        return reply
 
     async def _open(self, conn: Any) -> BaseException | None:
         """Connect the burst's connection (dropped first if marked stale). A failure
