@@ -58,10 +58,11 @@ replies are in. Tests stop a process there (a crash at a chosen round trip) or
 raise ConnectionError from "reply" (a reply lost after the server applied it)."""
 SPLIT = {"HSET": 2, "ZADD": 2, "DEL": 1}  # commands whose arguments may go in chunks
 CHUNK = 1000
-STRAIGHT = frozenset({"SADD", "SREM", "SMEMBERS", "HGETALL", "HMGET", "ZREVRANGEBYLEX", "PEXPIRE"})
-"""Commands of one key (named first) that a plan sends alone and that a cluster
-client routes by that key: on the asyncio cluster they go straight to its node, as
-script calls do. The hot one: SADD, a new thread's directory entry."""
+STRAIGHT = frozenset({"SADD", "SREM", "PEXPIRE"})
+"""Writes of one key (named first) that a plan sends alone: a cluster client sends
+them to the primary of that key's slot, so on the asyncio cluster they go straight
+there, as script calls do. The hot one: SADD, a new thread's directory entry.
+(Reads are left to the client, which may send them to replicas.)"""
 REROUTE = (MovedError, AskError, TryAgainError, ClusterDownError, ConnectionError, TimeoutError)
 """What a script call sent straight to its node may meet when the slot map is off
 (the slot moved or is moving, the node failed over or is gone): the call then goes
@@ -572,12 +573,12 @@ class AsyncShell(Shell):
 
 async def _send(conn: Any, packet: list[bytes]) -> None:
     """``conn.send_packed_command(packet)`` without its ``asyncio.wait_for`` where the
-    packet goes to the socket at once: a cluster client's connections have a socket
-    timeout, and the wait_for costs a task, a timer and two turns of the event loop
-    per call (as much CPU as the rest of the round trip). The timeout guards a write
-    that has to wait for the socket to drain, so such a write still waits under it;
-    a connection not open yet, or one with health checks, goes through redis-py.
-    Failures are raised as redis-py raises them, the connection dropped."""
+    packet goes to the socket at once: with a socket timeout set, the wait_for costs
+    a task, a timer and two turns of the event loop per call (as much CPU as the rest
+    of the round trip). The timeout guards a write that has to wait for the socket to
+    drain, so such a write still waits under it; a connection not open yet, or one
+    with health checks, goes through redis-py. Failures are raised as redis-py raises
+    them, the connection dropped."""
     writer = getattr(conn, "_writer", None)
     if writer is None or not conn.is_connected or conn.health_check_interval:
         await conn.send_packed_command(packet)
