@@ -29,7 +29,7 @@ def _named(face: Any, op: Callable[..., Any], name: str) -> Any:
 
 def blocking(op: Operation[P, T], name: str) -> Callable[Concatenate[Any, P], T]:
     def face(self: Any, *args: P.args, **kwargs: P.kwargs) -> T:
-        return self._run(lambda: op(self.ops, *args, **kwargs))  # type: ignore[no-any-return]
+        return self._run(op, self.ops, *args, **kwargs)  # type: ignore[no-any-return]
 
     return _named(face, op, name)  # type: ignore[no-any-return]
 
@@ -38,7 +38,7 @@ def awaitable(
     op: Operation[P, T], name: str
 ) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
     async def face(self: Any, *args: P.args, **kwargs: P.kwargs) -> T:
-        return await self._run(lambda: op(self.ops, *args, **kwargs))  # type: ignore[no-any-return]
+        return await self._run(op, self.ops, *args, **kwargs)  # type: ignore[no-any-return]
 
     return _named(face, op, name)  # type: ignore[no-any-return]
 
@@ -47,7 +47,7 @@ def from_another_thread(op: Operation[P, T], name: str) -> Callable[Concatenate[
     """The async saver's sync method: the operation run on the saver's loop."""
 
     def face(self: Any, *args: P.args, **kwargs: P.kwargs) -> T:
-        return self._wait(name, lambda: self._run(lambda: op(self.ops, *args, **kwargs)))  # type: ignore[no-any-return]
+        return self._wait(name, lambda: self._run(op, self.ops, *args, **kwargs))  # type: ignore[no-any-return]
 
     return _named(face, op, name)  # type: ignore[no-any-return]
 

@@ -13,11 +13,13 @@ can never disagree.
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass
 
 ESCAPED = "%{}:\n"
 _TABLE = {ord(c): f"%{ord(c):02X}" for c in ESCAPED}
+_NEEDS_ESCAPE = re.compile(f"[{re.escape(ESCAPED)}]").search
 
 CHECKPOINT = "cp:"
 WRITES = "w:"
@@ -29,8 +31,9 @@ DIRECTORY_BUCKETS = 16
 
 
 def escape(part: str) -> str:
-    """Injective escape for a user-supplied key part (percent-encoding of a few bytes)."""
-    return part.translate(_TABLE)
+    """Injective escape for a user-supplied key part (percent-encoding of a few bytes).
+    Most parts need none, which a search tells faster than ``translate`` does."""
+    return part if _NEEDS_ESCAPE(part) is None else part.translate(_TABLE)
 
 
 def unescape(part: str) -> str:

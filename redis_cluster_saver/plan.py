@@ -113,13 +113,14 @@ KEYS_FROM_FIRST = frozenset({"DEL", "EXISTS", "UNLINK"})
 
 def keys_of(call: Call) -> tuple[str, ...]:
     """The keys a call touches, as a script or transaction must declare them."""
-    if isinstance(call, Require):
-        return (call.key,)
+    if isinstance(call, Command):
+        args = call.args
+        if args[0] in KEYS_FROM_FIRST or str(args[0]).upper() in KEYS_FROM_FIRST:
+            return tuple(str(k) for k in args[1:])
+        return (str(args[1]),)
     if isinstance(call, ScriptCall):
         return call.keys
-    if str(call.args[0]).upper() in KEYS_FROM_FIRST:
-        return tuple(str(k) for k in call.args[1:])
-    return (str(call.args[1]),)
+    return (call.key,)
 
 
 def refused(calls: tuple[Call, ...] | list[Call], replies: list[Any]) -> list[str]:

@@ -219,10 +219,30 @@ class NodeBounds:
             turns = self.nodes[name] = Turns(where, self.limit, self.timeout)
         return turns
 
+    def now(self, trip: RoundTrip) -> list[Turns] | None:
+        """A turn taken at once for a trip to one node with a turn free (most trips),
+        without a coroutine; None when :meth:`take` has to do it (the slot map is
+        being learnt, the trip goes to several nodes, or it has to wait)."""
+        if getattr(self.client, "_initialize", True) or (
+            len(trip.calls) > 1 and not (trip.atomic or trip.wait)
+        ):
+            return None
+        key = _key(trip.calls[0])
+        turns = self.turns(KEYLESS if key is None else self.node_of(key))
+        if not turns.free or turns.waiters:
+            return None
+        turns.free -= 1
+        return [turns]
+
     async def take(self, trip: RoundTrip) -> list[Turns]:
         """A turn on each node ``trip`` goes to: give them back with :meth:`give`."""
         await self.client.initialize()  # the slot map is known after it
         calls = trip.calls[:1] if trip.atomic or trip.wait else trip.calls
+        if len(calls) == 1:  # most trips: one node
+            key = _key(calls[0])
+            turns = self.turns(KEYLESS if key is None else self.node_of(key))
+            await turns.take()
+            return [turns]
         names = {KEYLESS if (key := _key(c)) is None else self.node_of(key) for c in calls}
         return await self.take_names(sorted(names))
 

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from typing_extensions import Self
 
@@ -18,6 +18,7 @@ from .pool import NodeBounds
 from .shells import AsyncShell, SyncShell
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 @faced(blocking)
@@ -65,8 +66,8 @@ class RedisClusterSaver(SaverBase):
         if self._owns_client:
             self.client.close()
 
-    def _run(self, make: Callable[[], Plan[T]]) -> T:
-        return self.shell.run(self.ops.guarded(make))
+    def _run(self, make: Callable[P, Plan[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+        return self.shell.run(self.ops.guarded(make, *args, **kwargs))
 
     def setup(self) -> None:
         """Probe the server (topology, what it allows); nothing to create, so it is
@@ -150,10 +151,23 @@ class AsyncRedisClusterSaver(SaverBase):
         if self._owns_client:
             await self.client.aclose()
 
-    async def _run(self, make: Callable[[], Plan[T]]) -> T:
-        self.loop = asyncio.get_running_loop()
+    def _run(
+        self, make: Callable[P, Plan[T]], *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, T]:
+        """The shell's coroutine itself (no frame of its own around each operation),
+        after the endpoint is asked what it is on first use."""
+        plan = self.ops.guarded(make, *args, **kwargs)
+        try:  # noqa: SIM105 - on every operation: no context manager
+            self.loop = asyncio.get_running_loop()
+        except RuntimeError:  # a sync method's call from another thread: runs on self.loop
+            pass
+        if self.connector is not None and self.connector.asks:
+            return self._connected(plan)
+        return self.shell.run(plan)
+
+    async def _connected(self, plan: Plan[T]) -> T:
         await self._connect()
-        return await self.shell.run(self.ops.guarded(make))
+        return await self.shell.run(plan)
 
     def _wait(self, method: str, call: Callable[[], Coroutine[Any, Any, T]]) -> T:
         """The sync face of ``a<method>``: ``call()`` run on the saver's loop, from

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.serde.base import SerializerProtocol
@@ -33,6 +33,7 @@ from .plan import (
 )
 from .retry import Retries, Step
 
+P = ParamSpec("P")
 UNREACHABLE = (Failure.LOST, Failure.MOVING)
 """Failures of a probe that mean the server is not there yet (a failover)."""
 
@@ -130,7 +131,7 @@ class Session:
         assert self.capabilities is not None
         return self.capabilities
 
-    def guarded(self, make: Callable[[], Plan[T]]) -> Plan[T]:
+    def guarded(self, make: Callable[P, Plan[T]], *args: P.args, **kwargs: P.kwargs) -> Plan[T]:
         """Run an operation (detecting first if needed) through what a live system
         throws at it, as the retry policy (retry.py) decides: a slot in motion is
         waited out, a refusal or a lost connection re-probes the server and switches
@@ -143,7 +144,7 @@ class Session:
         retries = Retries(self.clock(), self.failover_wait)
         while True:
             try:
-                return (yield from make())
+                return (yield from make(*args, **kwargs))
             except Exception as exc:
                 error, failure = exc, classify(exc)
                 decision = retries.after(failure, self.clock())

@@ -9,6 +9,7 @@ probes (the detector) can catch a refusal where it happens.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 import traceback
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio
 import redis.asyncio.cluster
+import redis.asyncio.connection
 from redis.exceptions import (
     AskError,
     ClusterDownError,
@@ -35,6 +37,7 @@ from redis.exceptions import (
 from . import codec, scripts
 from .connection import CLOSED_CLIENT, is_closed, is_cluster_client
 from .errors import SaverError
+from .pipes import NodePipe
 from .plan import (
     Arg,
     Call,
@@ -56,6 +59,11 @@ replies are in. Tests stop a process there (a crash at a chosen round trip) or
 raise ConnectionError from "reply" (a reply lost after the server applied it)."""
 SPLIT = {"HSET": 2, "ZADD": 2, "DEL": 1}  # commands whose arguments may go in chunks
 CHUNK = 1000
+STRAIGHT = frozenset({"SADD", "SREM", "PEXPIRE"})
+"""Writes of one key (named first) that a plan sends alone: a cluster client sends
+them to the primary of that key's slot, so on the asyncio cluster they go straight
+there, as script calls do. The hot one: SADD, a new thread's directory entry.
+(Reads are left to the client, which may send them to replicas.)"""
 REROUTE = (MovedError, AskError, TryAgainError, ClusterDownError, ConnectionError, TimeoutError)
 """What a script call sent straight to its node may meet when the slot map is off
 (the slot moved or is moving, the node failed over or is gone): the call then goes
@@ -89,16 +97,23 @@ def as_script(trip: RoundTrip) -> ScriptCall:
     argv: list[Arg] = []
     declared: dict[str, None] = {}
     for call in trip.calls:
-        declared.update(dict.fromkeys(keys_of(call)))
-        if isinstance(call, Require):
-            parts: list[tuple[Arg, ...]] = [("__require__", call.key, *call.fields)]
-        elif isinstance(call, ScriptCall):
+        for key in keys_of(call):
+            declared[key] = None
+        if isinstance(call, Command):
+            args = call.args
+            if len(args) <= 2 + CHUNK:  # short enough for any command: one piece
+                argv.append(len(args))
+                argv += args
+                continue
+            parts = _chunks(args)
+        elif isinstance(call, Require):
+            parts = [("__require__", call.key, *call.fields)]
+        else:
             assert call.script is scripts.TOUCH, call.script.name
             parts = [("__touch__", *call.args)]
-        else:
-            parts = _chunks(call.args)
         for part in parts:
-            argv += [len(part), *part]
+            argv.append(len(part))
+            argv += part
     return ScriptCall(scripts.APPLY, tuple(declared), tuple(argv))
 
 
@@ -152,8 +167,9 @@ class Shell:
         scripted = self.mode.writes is WriteMode.SCRIPT or (
             self.script_writes and self.mode.writes is WriteMode.TRANSACTION and self.mode.scripts
         )
-        checked = any(isinstance(c, Require) for c in trip.calls)
-        if trip.atomic and (scripted or checked) and not trip.force_multi:
+        if not trip.atomic or trip.force_multi:
+            return None
+        if scripted or any(isinstance(c, Require) for c in trip.calls):
             return as_script(trip)
         return None
 
@@ -208,14 +224,14 @@ class Shell:
             return ClusterError(f"the cluster's topology changed under the call ({exc})")
         raise exc
 
-    def owner(self, call: ScriptCall) -> Any:
-        """The primary that owns ``call``'s slot in the cluster client's slot map
-        (every key of a call shares one slot), or None when the map is being learnt
-        again or does not cover the slot: the call then goes through the client."""
-        if not call.keys or getattr(self.client, "_initialize", False):
+    def owner(self, key: str) -> Any:
+        """The primary that owns ``key``'s slot in the cluster client's slot map, or
+        None when the map is being learnt again or does not cover the slot: the call
+        then goes through the client."""
+        if getattr(self.client, "_initialize", False):
             return None
         try:
-            return self.client.get_node_from_key(call.keys[0])
+            return self.client.get_node_from_key(key)
         except SlotNotCoveredError:
             return None
 
@@ -282,7 +298,7 @@ class SyncShell(Shell):
         pool = self.client.connection_pool
         conn = pool.get_connection()
         try:
-            conn.send_packed_command(_pack([args], conn))
+            conn.send_packed_command(_pack([args], conn.encoder))
             return conn.read_response()
         except ResponseError:
             raise
@@ -310,7 +326,9 @@ class SyncShell(Shell):
                 return exc
 
         try:
-            conn.send_packed_command(_pack([("MULTI",), *map(_wire_args, calls), ("EXEC",)], conn))
+            conn.send_packed_command(
+                _pack([("MULTI",), *map(_wire_args, calls), ("EXEC",)], conn.encoder)
+            )
             replies = [reply() for _ in range(len(calls) + 2)][-1]
         except BaseException:
             conn.disconnect()
@@ -336,30 +354,78 @@ def _wire_args(call: Call) -> tuple[Any, ...]:
     return call.args if isinstance(call, Command) else ("EVAL", *_eval_args(call))
 
 
-def _pack(commands: list[tuple[Any, ...]], conn: Any) -> list[bytes]:
+def _pack(commands: list[tuple[Any, ...]], encoder: Any) -> list[bytes]:
     """The commands in RESP, in one buffer: by hiredis in C when it is installed,
-    else by :func:`resp`."""
+    else by :func:`resp` (with the connection's ``encoder``'s text encoding)."""
     if _hiredis_pack is not None:
         return [b"".join([_hiredis_pack(c) for c in commands])]
-    return [resp(commands, conn.encoder.encoding, conn.encoder.encoding_errors)]
+    return [resp(commands, encoder.encoding, encoder.encoding_errors)]
 
 
 def resp(commands: list[tuple[Any, ...]], encoding: str = "utf-8", errors: str = "strict") -> bytes:
     """RESP for commands whose arguments are str, bytes, int or float, encoded as
-    redis-py encodes them (its packer pays for generality these do not need)."""
+    redis-py encodes them (its packer pays for generality these do not need).
+
+    Most arguments are ASCII text (names, keys, fields, numbers): their frames are
+    built as text and encoded in one go, up to the next binary value, which is
+    framed as it is (never copied but by the final join)."""
+    if not _ascii_compatible(encoding):
+        return _resp_encoded(commands, encoding, errors)
     out: list[bytes] = []
-    append = out.append
+    text: list[str] = []
     for args in commands:
-        append(b"*%d\r\n" % len(args))
+        text.append(f"*{len(args)}\r\n")
         for arg in args:
             kind = type(arg)
+            if kind is str and arg.isascii():
+                text.append(f"${len(arg)}\r\n{arg}\r\n")
+                continue
+            if kind is int:
+                digits = str(arg)
+                text.append(f"${len(digits)}\r\n{digits}\r\n")
+                continue
             if kind is bytes:
                 raw = arg
             elif kind is str:
                 raw = arg.encode(encoding, errors)
             else:
                 raw = _other(arg, encoding, errors)
-            append(b"$%d\r\n%b\r\n" % (len(raw), raw))
+            text.append(f"${len(raw)}\r\n")
+            out.append("".join(text).encode("ascii"))
+            out.append(raw)
+            text.clear()
+            text.append("\r\n")
+    out.append("".join(text).encode("ascii"))
+    return b"".join(out)
+
+
+@functools.lru_cache(maxsize=8)
+def _ascii_compatible(encoding: str) -> bool:
+    """Whether ``encoding`` writes ASCII text as ASCII (UTF-8, Latin-1: not UTF-16)."""
+    sample = "".join(map(chr, range(128)))
+    try:
+        return sample.encode(encoding) == sample.encode("ascii")
+    except (LookupError, UnicodeError):
+        return False
+
+
+def _resp_encoded(commands: list[tuple[Any, ...]], encoding: str, errors: str) -> bytes:
+    """:func:`resp` for an encoding that is not ASCII-compatible: every argument
+    encoded on its own."""
+    out: list[bytes] = []
+    for args in commands:
+        out.append(b"*%d\r\n" % len(args))
+        for arg in args:
+            kind = type(arg)
+            if kind is bytes:
+                raw = arg
+            elif kind is str:
+                raw = arg.encode(encoding, errors)
+            elif kind is int:
+                raw = b"%d" % arg
+            else:
+                raw = _other(arg, encoding, errors)
+            out.append(b"$%d\r\n%b\r\n" % (len(raw), raw))
     return b"".join(out)
 
 
@@ -375,9 +441,10 @@ def _other(arg: Any, encoding: str, errors: str) -> bytes:
 
 _DIRECT_NODES = all(
     hasattr(redis.asyncio.cluster.ClusterNode, name)
-    for name in ("acquire_connection", "disconnect_if_needed", "release")
-)
-"""Whether this redis-py's asyncio cluster nodes lend their connections (8.x do)."""
+    for name in ("acquire_connection", "disconnect_if_needed", "get_encoder")
+) and hasattr(redis.asyncio.connection.Connection, "should_reconnect")
+"""Whether this redis-py's asyncio cluster nodes lend their connections and say when
+one is stale (8.x do)."""
 
 _hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 try:
@@ -401,6 +468,8 @@ class AsyncShell(Shell):
         self.nodes: dict[str, Any] = {}
         self.using: dict[Any, int] = {}  # per-node client -> trips running on it
         self.retired: set[Any] = set()  # forgotten clients, closed when unused
+        self.pipes: dict[str, NodePipe] = {}
+        """The shared connection of each node, for the direct calls (see pipes.py)."""
 
     async def node_client(self, key: str) -> Any:
         """A client whose pipelines go to the one node that owns ``key``."""
@@ -461,25 +530,24 @@ class AsyncShell(Shell):
                 trip = self.advance(plan, replies, error)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
+            bounds = self.bounds if trip.calls else None
+            held = None
             try:
                 self.notify("send", trip)
-                replies, error = await self.bounded(trip), None
+                if bounds is not None:  # a turn on the node(s) the trip goes to
+                    held = bounds.now(trip) or await bounds.take(trip)
+                replies, error = await self.execute(trip), None
                 self.notify("reply", trip)
             except Exception as exc:
                 replies, error = None, self.client_error(exc)
+            finally:
+                if bounds is not None and held:
+                    bounds.give(held)
 
     bounds: NodeBounds | None = None
-    """Trips at once per node, for an asyncio cluster client (its nodes cannot queue)."""
-
-    async def bounded(self, trip: RoundTrip) -> list[Any]:
-        """:meth:`execute`, after waiting for a turn on the node(s) the trip goes to."""
-        if self.bounds is None or not trip.calls:
-            return await self.execute(trip)
-        held = await self.bounds.take(trip)
-        try:
-            return await self.execute(trip)
-        finally:
-            self.bounds.give(held)
+    """Trips at once per node, for an asyncio cluster client (its nodes cannot queue):
+    :meth:`run` takes a turn before :meth:`execute` and gives it back after (taking
+    it inline, as coroutines each trip would stay alive across its round trip)."""
 
     async def execute(self, trip: RoundTrip) -> list[Any]:
         if not trip.calls:
@@ -491,14 +559,18 @@ class AsyncShell(Shell):
         if call is None:
             return list(await self.pipeline(trip).execute())
         if isinstance(call, Command):
-            if self.cluster and (call.anywhere or call.route is not None):
+            keyed = call.route is None and not call.anywhere
+            if self.cluster and keyed and call.args[0] in STRAIGHT:
+                return [await self.routed(str(call.args[1]), *call.args)]
+            if self.cluster and not keyed:
                 await self.client.initialize()  # the node list is known after it
             return [await self.client.execute_command(*call.args, **self.options(call))]
         if self.cluster:
+            first = call.keys[0] if call.keys else None
             try:
-                reply = await self.routed(call, "EVALSHA", *_evalsha_args(call))
+                reply = await self.routed(first, "EVALSHA", *_evalsha_args(call))
             except NoScriptError:
-                reply = await self.routed(call, "EVAL", *_eval_args(call))
+                reply = await self.routed(first, "EVAL", *_eval_args(call))
             return self.per_call(trip, reply)
         try:
             reply = await self.direct("EVALSHA", *_evalsha_args(call))
@@ -506,33 +578,35 @@ class AsyncShell(Shell):
             reply = await self.direct("EVAL", *_eval_args(call))
         return self.per_call(trip, reply)
 
-    async def routed(self, call: ScriptCall, *args: Any) -> Any:
-        """A script call on a cluster: one packet on a connection of the node that
-        owns its slot, without the client's per-command machinery (which parses the
-        slot of every key, resolves policies, records metrics and packs in Python:
-        most of the client's time per call). The trip's bound (:meth:`bounded`) was
-        taken on that node. On a redirect or a failure (:data:`REROUTE`), or where
-        the slot map does not say, the call goes through the client."""
-        node = self.owner(call) if _DIRECT_NODES else None
-        if node is None:
+    async def routed(self, key: str | None, *args: Any) -> Any:
+        """A command on a cluster (a script call, or one of :data:`STRAIGHT`) whose
+        slot is ``key``'s: one packet on the shared connection of the node that owns
+        it (:class:`~.pipes.NodePipe`), without the client's per-command machinery
+        (which parses the slot of every key, resolves policies, records metrics and
+        packs in Python: most of the client's time per call); the node's reply
+        callback applies, as through the client. The trip's turn (:attr:`bounds`)
+        was taken on that node. On a redirect or a failure (:data:`REROUTE`), or
+        where the slot map does not say, the command goes through the client."""
+        node = self.owner(key) if _DIRECT_NODES and key is not None else None
+        pipe = None if node is None else self.pipes.get(node.name)
+        if node is not None and (pipe is None or pipe.node is not node):
+            pipe = self.pipes[node.name] = NodePipe(node)  # a node new to the map
+        if pipe is None or not pipe.usable():
             return await self.client.execute_command(*args)
-        conn = node.acquire_connection()  # a full node raises, as through the client
+        packet = _pack([args], pipe.encoder)
         try:
-            await node.disconnect_if_needed(conn)  # marked stale by a topology change
-            await _send(conn, _pack([args], conn))
-            return await conn.read_response()
+            reply = await (pipe.send(packet) or pipe.call(packet))
         except REROUTE:
-            pass  # read_response dropped a connection that failed; a redirect leaves it in step
-        finally:
-            node.release(conn)
-        return await self.client.execute_command(*args)
+            return await self.client.execute_command(*args)
+        callback = pipe.node.response_callbacks.get(args[0])
+        return callback(reply) if callback is not None else reply
 
     async def direct(self, *args: Any) -> Any:
         """As SyncShell.direct; a cancelled call drops its connection too."""
         pool = self.client.connection_pool
         conn = await pool.get_connection()
         try:
-            await _send(conn, _pack([args], conn))
+            await _send(conn, _pack([args], conn.encoder))
             return await conn.read_response()
         except ResponseError:
             raise
@@ -545,12 +619,12 @@ class AsyncShell(Shell):
 
 async def _send(conn: Any, packet: list[bytes]) -> None:
     """``conn.send_packed_command(packet)`` without its ``asyncio.wait_for`` where the
-    packet goes to the socket at once: a cluster client's connections have a socket
-    timeout, and the wait_for costs a task, a timer and two turns of the event loop
-    per call (as much CPU as the rest of the round trip). The timeout guards a write
-    that has to wait for the socket to drain, so such a write still waits under it;
-    a connection not open yet, or one with health checks, goes through redis-py.
-    Failures are raised as redis-py raises them, the connection dropped."""
+    packet goes to the socket at once: with a socket timeout set, the wait_for costs
+    a task, a timer and two turns of the event loop per call (as much CPU as the rest
+    of the round trip). The timeout guards a write that has to wait for the socket to
+    drain, so such a write still waits under it; a connection not open yet, or one
+    with health checks, goes through redis-py. Failures are raised as redis-py raises
+    them, the connection dropped."""
     writer = getattr(conn, "_writer", None)
     if writer is None or not conn.is_connected or conn.health_check_interval:
         await conn.send_packed_command(packet)

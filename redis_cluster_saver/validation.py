@@ -12,6 +12,8 @@ def text(value: Any, name: str) -> str:
     """A str that Redis can store (valid UTF-8), or a clear error naming the field."""
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, not {type(value).__name__} ({value!r:.80})")
+    if value.isascii():  # most text, and always valid
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -20,10 +22,11 @@ def text(value: Any, name: str) -> str:
 
 
 def configurable(config: Any) -> Mapping[str, Any]:
-    if not isinstance(config, Mapping):
+    # a dict is the usual case, told apart faster than through the Mapping ABC
+    if type(config) is not dict and not isinstance(config, Mapping):
         raise TypeError(f"config must be a mapping, not {type(config).__name__}")
     conf = config.get("configurable")
-    if not isinstance(conf, Mapping):
+    if type(conf) is not dict and not isinstance(conf, Mapping):
         raise ValueError("config['configurable'] is required and must be a mapping")
     return conf
 

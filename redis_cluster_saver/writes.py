@@ -160,8 +160,12 @@ class Writes(Session):
         put = _validated(config, checkpoint, metadata, new_versions)
         values = self._encoded_values(put)
         fields = self._checkpoint_fields(put)
-        yield from self._store(put, values, fields)
-        return config_of(put.thread_id, put.ns, put.cid)
+        thread_id, ns, cid = put.thread_id, put.ns, put.cid
+        # what the write loop does not need is not kept alive across its round trips
+        # (the garbage collector scans whatever an operation in flight holds)
+        del put, config, checkpoint, metadata, new_versions
+        yield from self._store(thread_id, ns, cid, values, fields)
+        return config_of(thread_id, ns, cid)
 
     def _encoded_values(self, put: _Put) -> _Values:
         """The changed channels' frames by blob field; growing lists as deltas where
@@ -210,20 +214,22 @@ class Writes(Session):
             fields["step"] = step
         return fields
 
-    def _store(self, put: _Put, values: _Values, fields: dict[str, Arg]) -> Plan[None]:
+    def _store(
+        self, thread_id: str, ns: str, cid: str, values: _Values, fields: dict[str, Arg]
+    ) -> Plan[None]:
         """One atomic trip: values, then the checkpoint, published last. A delta goes
         only where its base still exists, else nothing is applied and it goes whole."""
-        keys = self.layout.thread(put.thread_id)
-        ns = put.ns
+        keys = self.layout.thread(thread_id)
         cp_key = validation.key_size(
-            keys.checkpoint(ns, put.cid), "thread_id, checkpoint_ns and checkpoint['id']"
+            keys.checkpoint(ns, cid), "thread_id, checkpoint_ns and checkpoint['id']"
         )
         checkpoint_calls = [
             Command.of("DEL", cp_key),
             Command(("HSET", cp_key, *flatten(fields))),
             Command.of("SADD", keys.namespaces, ns),
-            Command.of("ZADD", keys.registry(ns), 0, put.cid),  # published last
+            Command.of("ZADD", keys.registry(ns), 0, cid),  # published last
         ]
+        del fields
         while True:
             # a (channel, version) names one value: the first stored stays, so no
             # later write changes what a stored checkpoint (or a delta on it) reads
@@ -233,7 +239,7 @@ class Writes(Session):
             bases = values.bases()
             if bases:  # a delta is written only where its base still exists
                 calls.insert(0, Require(keys.blobs(ns), bases))
-            replies = yield from self._publish(put.thread_id, keys, [*calls, *checkpoint_calls])
+            replies = yield from self._publish(thread_id, keys, [*calls, *checkpoint_calls])
             gone = set(refused(calls, replies))
             if not gone:
                 break
@@ -243,9 +249,9 @@ class Writes(Session):
         stored = dict(zip(values.frames, replies[1 if bases else 0 :], strict=False))
         for f, (channel, written, _) in values.lists.items():
             if stored.get(f):  # HSETNX: 1, or True through redis-py's reply callback
-                self.lists.remember(put.thread_id, ns, channel, written)
+                self.lists.remember(thread_id, ns, channel, written)
             else:  # the field held a value already: this process's bytes may not be it
-                self.lists.forget_channel(put.thread_id, ns, channel)
+                self.lists.forget_channel(thread_id, ns, channel)
 
     def put_writes(
         self,

@@ -38,3 +38,17 @@ def test_large_values_are_framed_whole() -> None:
 def test_other_types_are_refused(bad: Any) -> None:
     with pytest.raises(TypeError, match="cannot send"):
         resp([("SET", "k", bad)])
+
+
+@given(commands=st.lists(commands_, min_size=1, max_size=5))
+def test_same_bytes_as_redis_py_in_latin_1(commands: list[tuple[Any, ...]]) -> None:
+    conn = Connection(encoding="latin-1", encoding_errors="replace")
+    packed = b"".join(conn.pack_commands(commands))
+    assert resp(commands, "latin-1", "replace") == packed
+
+
+def test_text_in_an_encoding_that_is_not_ascii_is_encoded_argument_by_argument() -> None:
+    """ASCII text is framed as text only where the encoding writes it as ASCII."""
+    parts = [x.encode("utf-16") for x in ("SET", "k", "v")] + [b"12"]
+    expected = b"*4\r\n" + b"".join(b"$%d\r\n%b\r\n" % (len(p), p) for p in parts)
+    assert resp([("SET", "k", "v", 12)], "utf-16") == expected

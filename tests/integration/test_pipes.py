@@ -1,0 +1,148 @@
+"""The asyncio cluster shell's shared node connections (redis_cluster_saver/pipes.py):
+concurrent calls to a node go out together and come back each to its caller; a
+connection lost with calls in flight sends them through the client; a cancelled
+caller leaves the connection in step."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import redis
+from langgraph.checkpoint.base import Checkpoint, empty_checkpoint
+
+from redis_cluster_saver import AsyncRedisClusterSaver
+from redis_cluster_saver.pipes import NodePipe
+from tests.support.counting import commands_in, recording
+
+from .conftest import saver_options
+
+
+def checkpoint(i: int) -> Checkpoint:
+    cp = empty_checkpoint()
+    cp["channel_values"] = {"n": i}
+    cp["channel_versions"] = {"n": 1}
+    return cp
+
+
+def config(thread: str) -> Any:
+    return {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+
+
+@pytest.fixture
+async def saver(redis_cluster: Any) -> AsyncIterator[AsyncRedisClusterSaver]:
+    options = saver_options(redis_cluster, failover_wait=0)  # nothing retried as a failover
+    async with AsyncRedisClusterSaver.from_conn_string(redis_cluster.url, **options) as s:
+        yield s
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
+    with recording(monkeypatch) as packets:
+        yield packets
+
+
+def threads_on_one_node(saver: AsyncRedisClusterSaver, n: int) -> tuple[Any, list[str]]:
+    """``n`` thread ids whose keys live on one primary, and that primary."""
+    client = saver.client
+    node = client.get_node_from_key(saver.ops.layout.thread("t0").namespaces)
+    found = []
+    i = 0
+    while len(found) < n:
+        tid = f"t{i}"
+        if client.get_node_from_key(saver.ops.layout.thread(tid).namespaces).name == node.name:
+            found.append(tid)
+        i += 1
+    return node, found
+
+
+async def test_calls_in_flight_to_a_node_share_a_write_and_each_gets_its_reply(
+    saver: AsyncRedisClusterSaver, sent: list[bytes]
+) -> None:
+    node, threads = threads_on_one_node(saver, 40)
+    for i, t in enumerate(threads):  # listed in the directory, scripts known
+        await saver.aput(config(t), checkpoint(i), {"i": i}, {"n": 1})
+    sent.clear()
+    tuples = await asyncio.gather(*(saver.aget_tuple(config(t)) for t in threads))
+    assert [t.checkpoint["channel_values"] for t in tuples if t] == [{"n": i} for i in range(40)]
+    reads = [commands_in(p).count("EVALSHA") for p in sent]
+    assert sum(reads) == 40 and max(reads) > 1, reads  # several calls in one write
+    pipe = saver.shell.pipes[node.name]
+    assert pipe.conn is None and not pipe.waiting  # given back to the node when done
+
+
+async def test_a_connection_lost_with_calls_in_flight_sends_them_through_the_client(
+    saver: AsyncRedisClusterSaver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, threads = threads_on_one_node(saver, 20)
+    for i, t in enumerate(threads):
+        await saver.aput(config(t), checkpoint(i), {"i": i}, {"n": 1})
+    through_client: list[Any] = []
+    execute = saver.client.execute_command
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        through_client.append(args[0])
+        return await execute(*args, **kwargs)
+
+    monkeypatch.setattr(saver.client, "execute_command", counted)
+    flush = NodePipe.flush
+    dropped: list[Any] = []
+
+    def flush_then_drop(pipe: NodePipe) -> None:  # the connection dies, the calls sent
+        conn = pipe.conn
+        flush(pipe)
+        if not dropped and conn is not None:
+            dropped.append(conn)
+            conn._writer.transport.abort()
+
+    monkeypatch.setattr(NodePipe, "flush", flush_then_drop)
+    tuples = await asyncio.gather(*(saver.aget_tuple(config(t)) for t in threads))
+    assert [t.checkpoint["channel_values"] for t in tuples if t] == [{"n": i} for i in range(20)]
+    assert dropped and through_client and set(through_client) == {"EVALSHA"}
+    through_client.clear()
+    assert await saver.aget_tuple(config(threads[0])) is not None
+    assert through_client == []  # the next call has a connection of its own again
+
+
+async def test_a_cancelled_call_leaves_the_connection_in_step(
+    saver: AsyncRedisClusterSaver, redis_cluster: Any
+) -> None:
+    node, threads = threads_on_one_node(saver, 3)
+    for i, t in enumerate(threads):
+        await saver.aput(config(t), checkpoint(i), {"i": i}, {"n": 1})
+    host, port = node.host, node.port
+    admin = redis.Redis(host=host, port=port, **redis_cluster.client_kwargs)
+    try:
+        admin.execute_command("CLIENT", "PAUSE", 300, "ALL")  # replies held back
+        slow = asyncio.ensure_future(saver.aget_tuple(config(threads[0])))
+        other = asyncio.ensure_future(saver.aget_tuple(config(threads[1])))
+        await asyncio.sleep(0.1)
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        tup = await other  # the reply before it was read and dropped
+        assert tup is not None and tup.checkpoint["channel_values"] == {"n": 1}
+    finally:
+        admin.execute_command("CLIENT", "UNPAUSE")
+        admin.close()
+    tup = await saver.aget_tuple(config(threads[2]))
+    assert tup is not None and tup.checkpoint["channel_values"] == {"n": 2}
+
+
+async def test_an_error_reply_goes_to_its_own_caller_only(
+    saver: AsyncRedisClusterSaver, redis_cluster: Any
+) -> None:
+    """After SCRIPT FLUSH every call in flight gets NOSCRIPT (and sends EVAL); the
+    replies stay matched to their callers."""
+    node, threads = threads_on_one_node(saver, 20)
+    for i, t in enumerate(threads):
+        await saver.aput(config(t), checkpoint(i), {"i": i}, {"n": 1})
+    admin = redis.Redis(host=node.host, port=node.port, **redis_cluster.client_kwargs)
+    try:
+        admin.script_flush()
+    finally:
+        admin.close()
+    tuples = await asyncio.gather(*(saver.aget_tuple(config(t)) for t in threads))
+    assert [t.checkpoint["channel_values"] for t in tuples if t] == [{"n": i} for i in range(20)]
