@@ -14,6 +14,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis.asyncio
@@ -115,6 +116,16 @@ def as_script(trip: RoundTrip) -> ScriptCall:
             argv.append(len(part))
             argv += part
     return ScriptCall(scripts.APPLY, tuple(declared), tuple(argv))
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a trip brought back to its plan: replies, or an error to throw in; and,
+    once the plan is done, its result."""
+
+    replies: Any = None
+    error: Exception | None = None
+    value: Any = None
 
 
 class Shell:
@@ -236,25 +247,29 @@ class Shell:
             return None
 
     @staticmethod
-    def advance(plan: Plan[T], replies: Any, error: Exception | None) -> RoundTrip:
-        return plan.throw(error) if error is not None else plan.send(replies)
+    def next_trip(plan: Plan[T], outcome: Outcome) -> RoundTrip | None:
+        """The plan's next trip, given what the last one brought; None once the plan
+        is done (its result then in ``outcome.value``)."""
+        try:
+            if outcome.error is not None:
+                return plan.throw(outcome.error)
+            return plan.send(outcome.replies)
+        except StopIteration as done:
+            outcome.value = done.value
+            return None
 
 
 class SyncShell(Shell):
     def run(self, plan: Plan[T]) -> T:
-        replies: Any = None
-        error: Exception | None = None
-        while True:
-            try:
-                trip = self.advance(plan, replies, error)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
+        outcome = Outcome()
+        while (trip := self.next_trip(plan, outcome)) is not None:
             try:
                 self.notify("send", trip)
-                replies, error = self.execute(trip), None
+                outcome = Outcome(self.execute(trip))
                 self.notify("reply", trip)
             except Exception as exc:
-                replies, error = None, self.client_error(exc)
+                outcome = Outcome(error=self.client_error(exc))
+        return outcome.value  # type: ignore[no-any-return]
 
     def node_client(self, key: str) -> Any:
         """A client whose pipelines go to the one node that owns ``key``."""
@@ -523,26 +538,22 @@ class AsyncShell(Shell):
                     await client.aclose()
 
     async def run(self, plan: Plan[T]) -> T:
-        replies: Any = None
-        error: Exception | None = None
-        while True:
-            try:
-                trip = self.advance(plan, replies, error)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
+        outcome = Outcome()
+        while (trip := self.next_trip(plan, outcome)) is not None:
             bounds = self.bounds if trip.calls else None
             held = None
             try:
-                self.notify("send", trip)
                 if bounds is not None:  # a turn on the node(s) the trip goes to
                     held = bounds.now(trip) or await bounds.take(trip)
-                replies, error = await self.execute(trip), None
+                self.notify("send", trip)
+                outcome = Outcome(await self.execute(trip))
                 self.notify("reply", trip)
             except Exception as exc:
-                replies, error = None, self.client_error(exc)
+                outcome = Outcome(error=self.client_error(exc))
             finally:
                 if bounds is not None and held:
                     bounds.give(held)
+        return outcome.value  # type: ignore[no-any-return]
 
     bounds: NodeBounds | None = None
     """Trips at once per node, for an asyncio cluster client (its nodes cannot queue):
