@@ -11,24 +11,13 @@ from typing import Any
 
 import pytest
 import redis
-from langgraph.checkpoint.base import Checkpoint, empty_checkpoint
 
 from redis_cluster_saver import AsyncRedisClusterSaver
 from redis_cluster_saver.pipes import NodePipe
 from tests.support.counting import commands_in, recording
+from tests.support.steps import checkpoint, config
 
 from .conftest import saver_options
-
-
-def checkpoint(i: int) -> Checkpoint:
-    cp = empty_checkpoint()
-    cp["channel_values"] = {"n": i}
-    cp["channel_versions"] = {"n": 1}
-    return cp
-
-
-def config(thread: str) -> Any:
-    return {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
 
 
 @pytest.fixture

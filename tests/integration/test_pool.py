@@ -16,27 +16,16 @@ import pytest
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
-from langgraph.checkpoint.base import Checkpoint, empty_checkpoint
 from redis.exceptions import MaxConnectionsError
 
 from redis_cluster_saver import AsyncRedisClusterSaver, RedisClusterSaver
 from redis_cluster_saver.errors import PoolTimeoutError
 from redis_cluster_saver.pool import AsyncQueuedPool, QueuedPool, QueuedSentinelPool
+from tests.support.steps import checkpoint, config
 
 from .conftest import saver_options
 
 CALLS = 200
-
-
-def checkpoint(i: int) -> Checkpoint:
-    cp = empty_checkpoint()
-    cp["channel_values"] = {"n": i}
-    cp["channel_versions"] = {"n": 1}
-    return cp
-
-
-def config(thread: str) -> Any:
-    return {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
 
 
 async def many_async(saver: AsyncRedisClusterSaver, n: int = CALLS) -> list[BaseException]:
@@ -89,11 +78,27 @@ async def test_async_cluster_client_with_a_tiny_node_pool_queues(redis_cluster: 
         await client.aclose()
 
 
-def test_a_full_pool_of_a_client_passed_in_is_no_failover(standalone: Any) -> None:
+FULL_POOLS = {
+    # a plain pool raises MaxConnectionsError at once
+    "plain": (redis.ConnectionPool, {}, MaxConnectionsError, "", 1.0),
+    # a blocking pool says "No connection available." with a plain ConnectionError
+    "blocking": (
+        redis.BlockingConnectionPool,
+        {"timeout": 0.2},
+        redis.ConnectionError,
+        "No connection available",
+        1.5,
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(FULL_POOLS))
+def test_a_full_pool_of_a_client_passed_in_is_no_failover(standalone: Any, kind: str) -> None:
     """A client passed in keeps its own pool: when that pool is full, its error reaches
     the caller at once, not after failover_wait of retries."""
-    pool = redis.ConnectionPool.from_url(
-        standalone.url, max_connections=1, **standalone.client_kwargs
+    pool_class, extra, error, message, within = FULL_POOLS[kind]
+    pool = pool_class.from_url(
+        standalone.url, max_connections=1, **extra, **standalone.client_kwargs
     )
     client = redis.Redis(connection_pool=pool)
     saver = RedisClusterSaver(redis_client=client, **saver_options(standalone, failover_wait=3))
@@ -101,29 +106,9 @@ def test_a_full_pool_of_a_client_passed_in_is_no_failover(standalone: Any) -> No
     held = pool.get_connection()
     try:
         began = time.monotonic()
-        with pytest.raises(MaxConnectionsError):
+        with pytest.raises(error, match=message):
             saver.get_tuple(config("full"))
-        assert time.monotonic() - began < 1.0
-    finally:
-        pool.release(held)
-        client.close()
-
-
-def test_a_blocking_pool_of_a_client_passed_in_times_out_without_retries(standalone: Any) -> None:
-    """redis-py's BlockingConnectionPool says "No connection available." with a plain
-    ConnectionError: still no lost connection."""
-    pool = redis.BlockingConnectionPool.from_url(
-        standalone.url, max_connections=1, timeout=0.2, **standalone.client_kwargs
-    )
-    client = redis.Redis(connection_pool=pool)
-    saver = RedisClusterSaver(redis_client=client, **saver_options(standalone, failover_wait=3))
-    saver.setup()
-    held = pool.get_connection()
-    try:
-        began = time.monotonic()
-        with pytest.raises(redis.ConnectionError, match="No connection available"):
-            saver.get_tuple(config("full"))
-        assert time.monotonic() - began < 1.5
+        assert time.monotonic() - began < within
     finally:
         pool.release(held)
         client.close()
