@@ -10,13 +10,14 @@ bounded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import random
 import signal
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from types import TracebackType
@@ -153,11 +154,21 @@ class Busy:
     errors: list[str] = field(default_factory=list)
     slowest: float = 0.0
 
-    def timed(self, began: float) -> None:
+    @contextlib.contextmanager
+    def step(self) -> Iterator[None]:
+        """One step, timed; its error counted, not raised."""
+        began = time.monotonic()
+        try:
+            yield
+        except Exception as exc:
+            self.errors.append(f"{type(exc).__name__}: {exc}")
         self.slowest = max(self.slowest, time.monotonic() - began)
 
-    def failed(self, exc: BaseException) -> None:
-        self.errors.append(f"{type(exc).__name__}: {exc}")
+    def check(self, cid: str, messages: list[str], got: Any, listed: list[Any]) -> None:
+        """The step read back what it wrote; it is acknowledged."""
+        assert got is not None and got.checkpoint["channel_values"]["messages"] == messages
+        assert len(listed) >= 1
+        self.written.append((cid, messages))
 
 
 def _should_stop(conn: Connection, until: float, busy: Busy) -> bool:
@@ -169,23 +180,16 @@ def busy_writer(
 ) -> None:
     """Steps of a graph (put, put_writes, get_tuple, list) in a loop until told to stop
     or ``seconds`` pass; answers with a Busy. Errors are counted, not raised."""
-    busy = Busy()
-    until = time.monotonic() + seconds
+    busy, until = Busy(), time.monotonic() + seconds
     with RedisClusterSaver.from_conn_string(url, **options) as saver:
         agent = ListThread(saver, thread, run="busy")
         conn.send(("ready",))
         while not _should_stop(conn, until, busy):
-            began = time.monotonic()
-            try:
+            with busy.step():
                 cid, messages = agent.step()
                 saver.put_writes(agent.config, [("messages", ["w"])], f"task-{cid}")
-                got = saver.get_tuple(agent.config)
-                assert got is not None and got.checkpoint["channel_values"]["messages"] == messages
-                assert len(list(saver.list(agent.config, limit=3))) >= 1
-                busy.written.append((cid, messages))
-            except BaseException as exc:
-                busy.failed(exc)
-            busy.timed(began)
+                got, listed = saver.get_tuple(agent.config), list(saver.list(agent.config, limit=3))
+                busy.check(cid, messages, got, listed)
     conn.send(busy)
 
 
@@ -193,30 +197,22 @@ def async_busy_writer(
     conn: Connection, url: str, options: dict[str, Any], thread: str, seconds: float
 ) -> None:
     """busy_writer with the asyncio saver."""
-    asyncio.run(_async_busy(conn, url, options, thread, seconds))
 
+    async def steps() -> None:
+        busy, until = Busy(), time.monotonic() + seconds
+        async with AsyncRedisClusterSaver.from_conn_string(url, **options) as saver:
+            agent = ListThread(saver, thread, run="busy")
+            conn.send(("ready",))
+            while not _should_stop(conn, until, busy):
+                with busy.step():
+                    cid, messages = agent.done(await saver.aput(*agent.next()))
+                    await saver.aput_writes(agent.config, [("messages", ["w"])], f"task-{cid}")
+                    got = await saver.aget_tuple(agent.config)
+                    listed = [t async for t in saver.alist(agent.config, limit=3)]
+                    busy.check(cid, messages, got, listed)
+        conn.send(busy)
 
-async def _async_busy(
-    conn: Connection, url: str, options: dict[str, Any], thread: str, seconds: float
-) -> None:
-    busy = Busy()
-    until = time.monotonic() + seconds
-    async with AsyncRedisClusterSaver.from_conn_string(url, **options) as saver:
-        agent = ListThread(saver, thread, run="busy")
-        conn.send(("ready",))
-        while not _should_stop(conn, until, busy):
-            began = time.monotonic()
-            try:
-                cid, messages = agent.done(await saver.aput(*agent.next()))
-                await saver.aput_writes(agent.config, [("messages", ["w"])], f"task-{cid}")
-                got = await saver.aget_tuple(agent.config)
-                assert got is not None and got.checkpoint["channel_values"]["messages"] == messages
-                assert len([t async for t in saver.alist(agent.config, limit=3)]) >= 1
-                busy.written.append((cid, messages))
-            except BaseException as exc:
-                busy.failed(exc)
-            busy.timed(began)
-    conn.send(busy)
+    asyncio.run(steps())
 
 
 @dataclass
