@@ -6,9 +6,10 @@ runs) and benchmarks/soak.py (long runs)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,14 @@ class Tally:
         with self.lock:
             self.acknowledged[(thread, cid)] = value
 
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[None]:
+        """A writer step whose error is counted, and the load goes on."""
+        try:
+            yield
+        except Exception as exc:
+            self.fail(exc)
+
     def fail(self, exc: BaseException) -> None:
         with self.lock:
             if isinstance(exc, DurabilityError):
@@ -41,50 +50,62 @@ class Tally:
             self.error_kinds[name] = self.error_kinds.get(name, 0) + 1
 
 
-def _step(thread: str, parent: str | None, n: int) -> tuple[Any, Any, Any]:
-    cp = empty_checkpoint()
-    cp["channel_values"] = {"n": n, "thread": thread}
-    cp["channel_versions"] = {"n": n + 1, "thread": 1}
-    conf: dict[str, Any] = {"thread_id": thread, "checkpoint_ns": ""}
-    if parent:
-        conf["checkpoint_id"] = parent
-    return {"configurable": conf}, cp, {"source": "loop", "step": n}
+@dataclass(frozen=True)
+class Step:
+    """One writer step on a thread: a put (``put``: its arguments), then one write."""
+
+    thread: str
+    n: int
+    put: tuple[Any, Any, Any, Any]
+    writes: tuple[Any, str]
+
+
+class Load:
+    """The steps of one writer, round after round over its threads, each put on the
+    thread's last acknowledged checkpoint."""
+
+    def __init__(self, threads: list[str]) -> None:
+        self.parents: dict[str, str | None] = dict.fromkeys(threads)
+        self.n = 0
+
+    def round(self) -> Iterator[Step]:
+        for thread, parent in list(self.parents.items()):
+            cp = empty_checkpoint()
+            cp["channel_values"] = {"n": self.n, "thread": thread}
+            cp["channel_versions"] = {"n": self.n + 1, "thread": 1}
+            conf: dict[str, Any] = {"thread_id": thread, "checkpoint_ns": ""}
+            if parent:
+                conf["checkpoint_id"] = parent
+            md = {"source": "loop", "step": self.n}
+            new = {"n": self.n + 1, "thread": 1}
+            put = ({"configurable": conf}, cp, md, new)
+            yield Step(thread, self.n, put, ([("n", self.n)], f"task-{self.n}"))
+        self.n += 1
+
+    def acked(self, step: Step, tally: Tally) -> None:
+        cid = step.put[1]["id"]
+        tally.ack(step.thread, cid, step.n)
+        self.parents[step.thread] = cid
 
 
 def _sync_writer(saver: RedisClusterSaver, threads: list[str], stop: float, tally: Tally) -> None:
-    parents: dict[str, str | None] = dict.fromkeys(threads)
-    n = 0
+    load = Load(threads)
     while time.monotonic() < stop:
-        for thread in threads:
-            config, cp, md = _step(thread, parents[thread], n)
-            try:
-                stored = saver.put(config, cp, md, {"n": n + 1, "thread": 1})
-                saver.put_writes(stored, [("n", n)], f"task-{n}")
-            except Exception as exc:  # counted, the load goes on
-                tally.fail(exc)
-                continue
-            tally.ack(thread, cp["id"], n)
-            parents[thread] = cp["id"]
-        n += 1
+        for step in load.round():
+            with tally.counting():
+                saver.put_writes(saver.put(*step.put), *step.writes)
+                load.acked(step, tally)
 
 
 async def _async_writer(
     saver: AsyncRedisClusterSaver, threads: list[str], stop: float, tally: Tally
 ) -> None:
-    parents: dict[str, str | None] = dict.fromkeys(threads)
-    n = 0
+    load = Load(threads)
     while time.monotonic() < stop:
-        for thread in threads:
-            config, cp, md = _step(thread, parents[thread], n)
-            try:
-                stored = await saver.aput(config, cp, md, {"n": n + 1, "thread": 1})
-                await saver.aput_writes(stored, [("n", n)], f"task-{n}")
-            except Exception as exc:
-                tally.fail(exc)
-                continue
-            tally.ack(thread, cp["id"], n)
-            parents[thread] = cp["id"]
-        n += 1
+        for step in load.round():
+            with tally.counting():
+                await saver.aput_writes(await saver.aput(*step.put), *step.writes)
+                load.acked(step, tally)
 
 
 def run_load(
