@@ -103,7 +103,20 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def run_sync(saver: Any, thread: str, steps: int) -> dict[str, list[float]]:
+async def call(saver: Any, style: str, name: str, *args: Any, **kwargs: Any) -> Any:
+    """A saver method in the style measured (``a<name>`` awaited for async); the same
+    thin wrapper for both styles and both savers, so ratios compare like with like."""
+    if style == "sync":
+        result = getattr(saver, name)(*args, **kwargs)
+        return list(result) if name == "list" else result
+    if name == "list":
+        return [x async for x in saver.alist(*args, **kwargs)]
+    return await getattr(saver, "a" + name)(*args, **kwargs)
+
+
+async def run(saver: Any, style: str, thread: str, steps: int) -> dict[str, list[float]]:
+    """The workload on one saver in one style: a thread growing for ``steps`` steps
+    (put + put_writes each), then reads."""
     config: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
     times: dict[str, list[float]] = {
         k: [] for k in ("put+writes", "get latest", "get by id", "list 10", "list all")
@@ -112,54 +125,24 @@ def run_sync(saver: Any, thread: str, steps: int) -> dict[str, list[float]]:
     for i in range(steps):
         s = STEPS[i]
         t = time.perf_counter()
-        config = saver.put(config, s.checkpoint, s.metadata, s.new_versions)
-        saver.put_writes(config, [("messages", s.messages[-1]), ("plan", "p")], f"task-{i}")
+        config = await call(saver, style, "put", config, s.checkpoint, s.metadata, s.new_versions)
+        writes = [("messages", s.messages[-1]), ("plan", "p")]
+        await call(saver, style, "put_writes", config, writes, f"task-{i}")
         times["put+writes"].append(time.perf_counter() - t)
         ids.append(config)
     latest: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
     for i in range(100):
-        for name, fn in (
-            ("get latest", lambda: saver.get_tuple(latest)),
-            ("get by id", lambda: saver.get_tuple(ids[(i * 37) % len(ids)])),  # noqa: B023
-            ("list 10", lambda: list(saver.list(latest, limit=10))),
+        for name, method, args, kwargs in (
+            ("get latest", "get_tuple", (latest,), {}),
+            ("get by id", "get_tuple", (ids[(i * 37) % len(ids)],), {}),
+            ("list 10", "list", (latest,), {"limit": 10}),
         ):
             t = time.perf_counter()
-            fn()
+            await call(saver, style, method, *args, **kwargs)
             times[name].append(time.perf_counter() - t)
     for _ in range(3):
         t = time.perf_counter()
-        list(saver.list(latest))
-        times["list all"].append(time.perf_counter() - t)
-    return times
-
-
-async def run_async(saver: Any, thread: str, steps: int) -> dict[str, list[float]]:
-    config: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
-    times: dict[str, list[float]] = {
-        k: [] for k in ("put+writes", "get latest", "get by id", "list 10", "list all")
-    }
-    ids = []
-    for i in range(steps):
-        s = STEPS[i]
-        t = time.perf_counter()
-        config = await saver.aput(config, s.checkpoint, s.metadata, s.new_versions)
-        await saver.aput_writes(config, [("messages", s.messages[-1]), ("plan", "p")], f"task-{i}")
-        times["put+writes"].append(time.perf_counter() - t)
-        ids.append(config)
-    latest: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
-    for i in range(100):
-        t = time.perf_counter()
-        await saver.aget_tuple(latest)
-        times["get latest"].append(time.perf_counter() - t)
-        t = time.perf_counter()
-        await saver.aget_tuple(ids[(i * 37) % len(ids)])
-        times["get by id"].append(time.perf_counter() - t)
-        t = time.perf_counter()
-        _ = [x async for x in saver.alist(latest, limit=10)]
-        times["list 10"].append(time.perf_counter() - t)
-    for _ in range(3):
-        t = time.perf_counter()
-        _ = [x async for x in saver.alist(latest)]
+        await call(saver, style, "list", latest)
         times["list all"].append(time.perf_counter() - t)
     return times
 
@@ -349,7 +332,7 @@ def main() -> None:
                     before = key_memory(url) if r == 0 else {}
                     thread = f"{name}-sync-{r}-{uuid.uuid4().hex[:6]}"
                     results.setdefault((name, "sync"), []).append(
-                        run_sync(saver, thread, args.steps)
+                        asyncio.run(run(saver, "sync", thread, args.steps))
                     )
                     if r == 0:
                         after = key_memory(url)
@@ -366,7 +349,7 @@ def main() -> None:
                         for name, saver in (("ours", ours), ("reference", ref)):
                             thread = f"{name}-async-{r}-{uuid.uuid4().hex[:6]}"
                             results.setdefault((name, "async"), []).append(
-                                await run_async(saver, thread, args.steps)
+                                await run(saver, "async", thread, args.steps)
                             )
                 await ours.aclose()
 
