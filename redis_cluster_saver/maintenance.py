@@ -25,8 +25,6 @@ PRUNE_STRATEGIES = ("keep_latest", "delete")
 class Maintenance(Writes, CrossThread):
     """The maintenance plans."""
 
-    # ---- maintenance -----------------------------------------------------------
-
     def _unlist(self, thread_ids: Sequence[str]) -> Plan[None]:
         """Drop emptied threads from the directory. A writer in another process may
         have written one of them again since its script ran, and that writer may

@@ -123,8 +123,6 @@ class Reads(Session):
         versions = checkpoint["channel_versions"]
         versions[TASKS] = max(versions.values()) if versions else next_version(None)
 
-    # ---- reads -----------------------------------------------------------------
-
     def get_tuple(self, config: RunnableConfig) -> Plan[CheckpointTuple | None]:
         """The checkpoint of ``config`` (without an id: its namespace's latest); one round trip."""
         thread_id = validation.thread_id(config)

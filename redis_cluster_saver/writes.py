@@ -145,8 +145,6 @@ class Writes(Session):
             yield one(entry)
         return replies
 
-    # ---- writes ----------------------------------------------------------------
-
     def put(
         self,
         config: RunnableConfig,
