@@ -80,7 +80,7 @@ async def test_async_cluster_client_with_a_tiny_node_pool_queues(redis_cluster: 
 
 FULL_POOLS = {
     # a plain pool raises MaxConnectionsError at once
-    "plain": (redis.ConnectionPool, {}, MaxConnectionsError, "", 1.0),
+    "plain": (redis.ConnectionPool, {}, MaxConnectionsError, None, 1.0),
     # a blocking pool says "No connection available." with a plain ConnectionError
     "blocking": (
         redis.BlockingConnectionPool,
