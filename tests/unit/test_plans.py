@@ -8,9 +8,14 @@ from typing import Any
 import pytest
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-from redis.exceptions import ConnectionError, MaxConnectionsError
+from redis.exceptions import ConnectionError, MaxConnectionsError, ResponseError
 
-from redis_cluster_saver.detector import Capabilities, detect, probe_modes
+from redis_cluster_saver.connection import (
+    ENDPOINT_CLUSTER,
+    ENDPOINT_REFUSED_HANDSHAKE,
+    ENDPOINT_SINGLE,
+)
+from redis_cluster_saver.detector import Capabilities, detect, endpoint_kind, probe_modes
 from redis_cluster_saver.errors import PoolTimeoutError
 from redis_cluster_saver.keys import KeyLayout
 from redis_cluster_saver.operations import Operations
@@ -190,3 +195,30 @@ def test_a_full_pool_during_the_mode_probe_is_no_refusal(full: Exception) -> Non
     plan.send(["PONG"])  # the MULTI probe
     with pytest.raises(type(full)):
         plan.throw(full)
+
+
+def finish(plan: Plan[Any], how: Any) -> Any:
+    """The plan's result after one more step (a reply list, or an error to throw)."""
+    with pytest.raises(StopIteration) as done:
+        plan.throw(how) if isinstance(how, BaseException) else plan.send(how)
+    return done.value.value
+
+
+def test_the_endpoint_of_a_url_is_asked_what_it_is_by_a_plan() -> None:
+    plan = endpoint_kind(strict=False)
+    assert names(next(plan)) == ["PING"]
+    closed = ConnectionError("Connection closed by server.")
+    assert finish(plan, closed) == ENDPOINT_REFUSED_HANDSHAKE  # a strict proxy
+    strict = endpoint_kind(strict=True)
+    next(strict)
+    with pytest.raises(ConnectionError):  # with the strict handshake: nobody there
+        strict.throw(closed)
+    for info, kind in (({"cluster_enabled": 1}, ENDPOINT_CLUSTER), ({}, ENDPOINT_SINGLE)):
+        plan = endpoint_kind(strict=False)
+        next(plan)
+        assert names(plan.send([b"PONG"])) == ["INFO"]
+        assert finish(plan, [info]) == kind
+    plan = endpoint_kind(strict=False)
+    next(plan)
+    plan.send([b"PONG"])
+    assert finish(plan, ResponseError("ERR unknown command 'INFO'")) == ENDPOINT_SINGLE
