@@ -85,7 +85,7 @@ class CrossThread(Reads):
                 (slots,) = yield one(Command.keyless("CLUSTER", "SLOTS"))
                 names = search.names_for_slots(self.layout, slots)
             else:
-                names = [search.index_name(self.layout)]
+                names = [self.layout.index()]
             for name in names:
                 yield from self._create_index(name)
             self.search_names = names
@@ -148,7 +148,7 @@ class CrossThread(Reads):
         found = []
         for name, keys in pages.items():
             for key in keys:
-                thread, ns, cid = search.parse_checkpoint_key(self.layout, key)
+                thread, ns, cid = self.layout.checkpoint_parts(key)
                 found.append((cid, thread, ns))
                 last[name] = (cid, thread, ns)
             offsets[name] += len(keys)

@@ -194,7 +194,6 @@ ASYNC = Flavor(
     AsyncQueuedPool,
     AsyncQueuedSentinelPool,
 )
-PROBE_ERRORS = (redis.ConnectionError, redis.ResponseError, redis.TimeoutError)
 STRICT_PROXY_ARGS: dict[str, Any] = (
     {"protocol": 2, "driver_info": None}  # redis-py 7+ spelling (lib_name is deprecated)
     if "driver_info" in inspect.signature(redis.connection.AbstractConnection.__init__).parameters

@@ -199,7 +199,7 @@ def detect(layout: KeyLayout, client_kind: str) -> Plan[Capabilities]:
         caps.notes.append("INFO refused")
     if client_kind == "single":
         ok_cluster, reply = yield from _attempt(one(Command.keyless("INFO", "cluster")))
-        if ok_cluster and str(_info(reply[0]).get("cluster_enabled", "0")) == "1":
+        if ok_cluster and cluster_enabled(_info(reply[0])):
             caps.topology = "cluster-node"
             caps.notes.append("a cluster node reached through a single-node client")
         elif not ok or caps.enterprise:

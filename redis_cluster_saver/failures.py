@@ -73,8 +73,3 @@ def classify(exc: BaseException) -> Failure | None:
             if words in text:
                 return failure
     return None
-
-
-def is_refusal(exc: BaseException) -> bool:
-    """A proxy or ACL saying no (as opposed to a failure of the command itself)."""
-    return isinstance(exc, ResponseError) and classify(exc) is Failure.REFUSED

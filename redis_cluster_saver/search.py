@@ -50,10 +50,6 @@ def schema(layout: KeyLayout, name: str) -> IndexSchema:
     )
 
 
-def index_name(layout: KeyLayout, tag: str | None = None) -> str:
-    return layout.index(tag)
-
-
 def create_command(layout: KeyLayout, name: str) -> Command:
     s = schema(layout, name)
     fields: list[Arg] = [a for f in s.redis_fields for a in f.redis_args()]
@@ -76,9 +72,9 @@ def names_for_slots(layout: KeyLayout, slots: Sequence[Any]) -> list[str]:
     names = []
     for owned in ranges.values():
         i = 0
-        while not any(a <= key_slot(index_name(layout, f"n{i}").encode()) <= b for a, b in owned):
+        while not any(a <= key_slot(layout.index(f"n{i}").encode()) <= b for a, b in owned):
             i += 1
-        names.append(index_name(layout, f"n{i}"))
+        names.append(layout.index(f"n{i}"))
     return sorted(names)
 
 
@@ -164,8 +160,3 @@ def indexing(info: Any) -> bool:
     fields = codec.pairs(info)
     value = fields.get(b"indexing", fields.get("indexing", 0))  # type: ignore[call-overload]
     return str(value.decode() if isinstance(value, bytes) else value) not in ("0", "0.0")
-
-
-def parse_checkpoint_key(layout: KeyLayout, key: bytes | str) -> tuple[str, str, str]:
-    """(thread id, namespace, checkpoint id) from a checkpoint hash's key."""
-    return layout.checkpoint_parts(key)

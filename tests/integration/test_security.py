@@ -568,7 +568,7 @@ def test_graph_workload_keys_stay_under_the_prefix(
         HOSTILE_THREADS
     )
     if search_here:
-        assert indexes == {search.index_name(KeyLayout(prefix)).encode()}
+        assert indexes == {KeyLayout(prefix).index().encode()}
     if user is not None:
         assert not [e for e in user.denials() if e["reason"] != "command"]
 
@@ -603,7 +603,7 @@ def test_index_made_by_an_admin_needs_no_ft_create(standalone: Deployment) -> No
     user = create_acl_user(standalone, search=True)
     layout = KeyLayout(user.prefix)
     with user.admin() as admin:
-        admin.execute_command(*search.create_command(layout, search.index_name(layout)).args)
+        admin.execute_command(*search.create_command(layout, layout.index()).args)
         admin.execute_command("ACL", "SETUSER", user.name, "-ft.create")
     try:
         with RedisClusterSaver.from_conn_string(user.url, key_prefix=user.prefix) as saver:
@@ -612,4 +612,4 @@ def test_index_made_by_an_admin_needs_no_ft_create(standalone: Deployment) -> No
     finally:
         with user.admin() as admin:
             admin.acl_deluser(user.name)
-            admin.execute_command("FT.DROPINDEX", search.index_name(layout))
+            admin.execute_command("FT.DROPINDEX", layout.index())

@@ -19,7 +19,7 @@ from redis.exceptions import (
 
 from redis_cluster_saver.detector import Capabilities
 from redis_cluster_saver.errors import PoolTimeoutError
-from redis_cluster_saver.failures import Failure, classify, is_refusal
+from redis_cluster_saver.failures import Failure, classify
 from redis_cluster_saver.keys import KeyLayout
 from redis_cluster_saver.operations import Operations
 from redis_cluster_saver.plan import Plan, pause
@@ -65,7 +65,6 @@ CASES = [
 )
 def test_each_error_is_sorted_into_its_kind(exc: BaseException, failure: Failure | None) -> None:
     assert classify(exc) is failure
-    assert is_refusal(exc) is (failure is Failure.REFUSED)
 
 
 def test_a_slot_in_motion_is_waited_out_until_failover_wait() -> None:
