@@ -111,19 +111,26 @@ class Session:
                 " (or refuses WAIT): durable mode cannot be honoured here"
             )
         self.single_node = caps.topology in ("standalone", "sentinel")
-        self.mode.writes = caps.write_mode(self.transactions, self.scripts)
-        self.mode.scripts = caps.read_scripts(self.scripts)
-        if self.mode.writes is not WriteMode.TRANSACTION or not self.mode.scripts:
-            forced = self.transactions is False or self.scripts is False
-            refused = [
-                w for w, ok in (("MULTI", caps.transactions), ("scripts", caps.scripts)) if not ok
-            ]
-            reason = (
-                "forced by options"
-                if forced
-                else f"the server refuses {' and '.join(refused)} ({caps.topology})"
-            )
-            self.log.fallback(self.mode.writes, self.mode.scripts, reason)
+        forced = self.transactions is False or self.scripts is False
+        refused = [
+            w for w, ok in (("MULTI", caps.transactions), ("scripts", caps.scripts)) if not ok
+        ]
+        reason = (
+            "forced by options"
+            if forced
+            else f"the server refuses {' and '.join(refused)} ({caps.topology})"
+        )
+        self._use(caps, reason)
+
+    def _use(self, caps: Capabilities, reason: str) -> bool:
+        """Take the modes these findings call for (logging a fallback once, with its
+        reason); True if they changed."""
+        writes = caps.write_mode(self.transactions, self.scripts)
+        scripts = caps.read_scripts(self.scripts)
+        changed = (writes, scripts) != (self.mode.writes, self.mode.scripts)
+        self.mode.writes, self.mode.scripts = writes, scripts
+        self.log.fallback(writes, scripts, reason)
+        return changed
 
     def setup(self) -> Plan[Capabilities]:
         """Probe the server once (again on every call: setup is idempotent)."""
@@ -163,14 +170,7 @@ class Session:
         """Ask the server again what it allows; adopt a new mode if it changed."""
         multi, lua = yield from self._reachable(error, retries)
         now = Capabilities(transactions=multi, scripts=lua)
-        writes = now.write_mode(self.transactions, self.scripts)
-        scripts = now.read_scripts(self.scripts)
-        if (writes, scripts) == (self.mode.writes, self.mode.scripts):
-            return False
-        reason = f"the server refused a request mid-flight ({error})"
-        self.log.fallback(writes, scripts, reason)
-        self.mode.writes, self.mode.scripts = writes, scripts
-        return True
+        return self._use(now, f"the server refused a request mid-flight ({error})")
 
     def _reachable(self, first: BaseException, retries: Retries) -> Plan[tuple[bool, bool]]:
         """The mode probes, retried while the server is unreachable (a failover).
