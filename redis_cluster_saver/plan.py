@@ -17,9 +17,12 @@ T = TypeVar("T")
 
 
 class WriteMode(str, Enum):
-    """How atomic trips (writes) are carried out on a given server.
+    """What a given server allows for atomic trips (writes); :mod:`.lowering` decides
+    from it what goes on the wire.
 
-    ``transaction``: MULTI/EXEC wherever the server allows it (the default).
+    ``transaction``: MULTI/EXEC runs on one slot (the default). Each write is then one
+    same-slot APPLY script where scripts also run (as atomic, one command on the
+    wire), and MULTI/EXEC where they are refused.
     ``script``: where MULTI is refused but EVAL works (strict proxies), each write is
     one same-slot script, so it stays atomic.
     ``per_key``: where both are refused, plain commands in an order that never
@@ -132,7 +135,8 @@ def refused(calls: tuple[Call, ...] | list[Call], replies: list[Any]) -> list[st
 
 @dataclass(frozen=True, slots=True)
 class RoundTrip:
-    """Calls sent together. ``atomic`` trips run as one MULTI/EXEC where allowed.
+    """Calls sent together. ``atomic`` trips run as one APPLY script or MULTI/EXEC
+    where the server allows one (see :mod:`.lowering`).
 
     Calls in an atomic trip are ordered so that running them one by one (where a
     proxy forbids MULTI) never exposes a half-written checkpoint: data first, the

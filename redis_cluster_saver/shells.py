@@ -35,22 +35,11 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from . import codec, scripts
 from .connection import CLOSED_CLIENT, is_closed, is_cluster_client
 from .errors import SaverError
+from .lowering import Lowered, Shape, eval_args, evalsha_args, lower
 from .pipes import NodePipe
-from .plan import (
-    Arg,
-    Call,
-    Command,
-    Mode,
-    Plan,
-    Require,
-    RoundTrip,
-    ScriptCall,
-    WriteMode,
-    keys_of,
-)
+from .plan import Command, Mode, Plan, RoundTrip
 from .pool import NodeBounds
 
 T = TypeVar("T")
@@ -58,64 +47,12 @@ TripHook = Callable[[str, RoundTrip], None]
 """Called with ("send", trip) before a trip goes out and ("reply", trip) once its
 replies are in. Tests stop a process there (a crash at a chosen round trip) or
 raise ConnectionError from "reply" (a reply lost after the server applied it)."""
-SPLIT = {"HSET": 2, "ZADD": 2, "DEL": 1}  # commands whose arguments may go in chunks
-CHUNK = 1000
-STRAIGHT = frozenset({"SADD", "SREM", "PEXPIRE"})
-"""Writes of one key (named first) that a plan sends alone: a cluster client sends
-them to the primary of that key's slot, so on the asyncio cluster they go straight
-there, as script calls do. The hot one: SADD, a new thread's directory entry.
-(Reads are left to the client, which may send them to replicas.)"""
 REROUTE = (MovedError, AskError, TryAgainError, ClusterDownError, ConnectionError, TimeoutError)
 """What a script call sent straight to its node may meet when the slot map is off
 (the slot moved or is moving, the node failed over or is gone): the call then goes
 again through the cluster client, which handles these as for any command (follows
 the redirect, relearns the map, retries what it retries). None of them means the
 script ran, but for a lost reply, and every operation is idempotent."""
-
-
-def _evalsha_args(call: ScriptCall) -> tuple[Any, ...]:
-    return (call.script.sha, len(call.keys), *call.keys, *call.args)
-
-
-def _eval_args(call: ScriptCall) -> tuple[Any, ...]:
-    return (call.script.source, len(call.keys), *call.keys, *call.args)
-
-
-def _chunks(args: tuple[Arg, ...]) -> list[tuple[Arg, ...]]:
-    """Lua's unpack() takes a few thousand values: long commands go in pieces."""
-    step = SPLIT.get(str(args[0]).upper())
-    if step is None or len(args) <= 2 + CHUNK * step:
-        return [args]
-    head, rest = args[:2], args[2:]
-    size = CHUNK * step
-    return [head + rest[i : i + size] for i in range(0, len(rest), size)]
-
-
-def as_script(trip: RoundTrip) -> ScriptCall:
-    """An atomic trip as one APPLY call that declares every key its commands touch
-    (all one slot), so that while the slot moves the server answers ASK or TRYAGAIN
-    before running it, and never runs it half on each side."""
-    argv: list[Arg] = []
-    declared: dict[str, None] = {}
-    for call in trip.calls:
-        for key in keys_of(call):
-            declared[key] = None
-        if isinstance(call, Command):
-            args = call.args
-            if len(args) <= 2 + CHUNK:  # short enough for any command: one piece
-                argv.append(len(args))
-                argv += args
-                continue
-            parts = _chunks(args)
-        elif isinstance(call, Require):
-            parts = [("__require__", call.key, *call.fields)]
-        else:
-            assert call.script is scripts.TOUCH, call.script.name
-            parts = [("__touch__", *call.args)]
-        for part in parts:
-            argv.append(len(part))
-            argv += part
-    return ScriptCall(scripts.APPLY, tuple(declared), tuple(argv))
 
 
 @dataclass(slots=True)
@@ -152,71 +89,12 @@ class Shell:
         return {}
 
     @staticmethod
-    def queue(pipe: Any, call: Call) -> None:
-        """Scripts inside a pipeline go as EVAL: a NOSCRIPT inside MULTI would
-        fail one command of the transaction while the rest commit."""
-        pipe.execute_command(*_wire_args(call))
-
-    def queued(self, client: Any, calls: Sequence[Call], transaction: bool = False) -> Any:
+    def queued(client: Any, calls: Sequence[Command], transaction: bool = False) -> Any:
         """A pipeline of ``client`` holding ``calls``, ready to execute."""
         pipe = client.pipeline(transaction=transaction)
         for call in calls:
-            self.queue(pipe, call)
+            pipe.execute_command(*call.args)
         return pipe
-
-    def pipeline(self, trip: RoundTrip) -> Any:
-        multi = trip.atomic and self.mode.writes is WriteMode.TRANSACTION
-        return self.queued(self.client, trip.calls, multi or trip.force_multi)
-
-    script_writes = False
-    """Send atomic trips as one script even where MULTI works (see AsyncShell)."""
-
-    def single(self, trip: RoundTrip) -> Command | ScriptCall | None:
-        """The one call a trip comes down to, if any: it needs no pipeline."""
-        if len(trip.calls) == 1 and not isinstance(trip.calls[0], Require):
-            return trip.calls[0]
-        scripted = self.mode.writes is WriteMode.SCRIPT or (
-            self.script_writes and self.mode.writes is WriteMode.TRANSACTION and self.mode.scripts
-        )
-        if not trip.atomic or trip.force_multi:
-            return None
-        if scripted or any(isinstance(c, Require) for c in trip.calls):
-            return as_script(trip)
-        return None
-
-    def durable_calls(self, trip: RoundTrip) -> tuple[str, list[Call]]:
-        """A durable trip as (key it routes by, calls): the write, then WAIT. WAIT
-        counts the replicas that acknowledged this connection's writes, so both go
-        together on one connection, WAIT after EXEC (inside MULTI it does not wait).
-        The write is one script where scripts run, else MULTI/EXEC where that runs,
-        else its plain commands."""
-        assert trip.wait is not None
-        replicas, timeout = trip.wait
-        key = keys_of(trip.calls[0])[0]
-        wait = Command.of("WAIT", replicas, timeout)
-        if self.mode.scripts and self.mode.writes is not WriteMode.PER_KEY:
-            return key, [as_script(trip), wait]
-        if self.mode.writes is WriteMode.TRANSACTION:
-            return key, [Command.of("MULTI"), *trip.calls, Command.of("EXEC"), wait]
-        return key, [*trip.calls, wait]
-
-    def durable_replies(self, calls: list[Call], replies: list[Any]) -> list[Any]:
-        """One reply per call of the trip, then WAIT's."""
-        first = calls[0]
-        if isinstance(first, ScriptCall):
-            return [*codec.reply(replies[0]), replies[1]]
-        if isinstance(first, Command) and first.args == ("MULTI",):
-            for item in replies[-2]:  # EXEC's replies (an error in one is not raised)
-                if isinstance(item, Exception):
-                    raise item
-            return [*replies[-2], replies[-1]]
-        return replies
-
-    @staticmethod
-    def per_call(trip: RoundTrip, reply: Any) -> list[Any]:
-        """One reply per call of the trip: a trip of several calls went as one APPLY
-        script, which answers with the list of its commands' replies, packed."""
-        return list(codec.reply(reply)) if len(trip.calls) > 1 else [reply]
 
     def client_error(self, exc: Exception) -> Exception:
         """The error to throw into the plan; anything but the client's own is re-raised.
@@ -278,32 +156,36 @@ class SyncShell(Shell):
         return self.client.get_redis_connection(self.client.get_node_from_key(key))
 
     def execute(self, trip: RoundTrip) -> list[Any]:
-        if not trip.calls:
-            time.sleep(trip.pause)
+        low = lower(trip, self.mode)
+        return low.replies(self.send(low))
+
+    def send(self, low: Lowered) -> list[Any]:
+        """The replies to ``low``'s calls, sent as its shape says."""
+        if low.shape is Shape.PAUSE:
+            time.sleep(low.pause)
             return []
-        if trip.wait is not None:
-            key, calls = self.durable_calls(trip)
-            pipe = self.queued(self.node_client(key), calls)
+        if low.shape is Shape.NODE:
+            assert low.route is not None
             try:
-                return self.durable_replies(calls, list(pipe.execute()))
+                return list(self.queued(self.node_client(low.route), low.calls).execute())
             except (MovedError, ConnectionError):
                 if self.cluster:  # the slot map is stale: learn it again before the retry
                     self.client.nodes_manager.initialize()
                 raise
-        call = self.single(trip)
-        if call is None:
-            multi = trip.atomic and self.mode.writes is WriteMode.TRANSACTION
-            if multi and not trip.force_multi and not self.cluster:
-                return self.transaction(trip.calls)
-            return list(self.pipeline(trip).execute())
+        if low.shape is Shape.TRANSACTION and not self.cluster:
+            return self.transaction(low.calls)
+        if low.shape is not Shape.ONE:
+            transaction = low.shape is Shape.TRANSACTION
+            return list(self.queued(self.client, low.calls, transaction).execute())
+        call = low.one
+        assert call is not None
         if isinstance(call, Command):
             return [self.client.execute_command(*call.args, **self.options(call))]
         send = self.client.execute_command if self.cluster else self.direct
         try:
-            reply = send("EVALSHA", *_evalsha_args(call))
+            return [send(*evalsha_args(call))]
         except NoScriptError:
-            reply = send("EVAL", *_eval_args(call))
-        return self.per_call(trip, reply)
+            return [send(*eval_args(call))]
 
     def direct(self, *args: Any) -> Any:
         """One command (a script call: redis-py has no reply callback for those) on a
@@ -323,7 +205,7 @@ class SyncShell(Shell):
         finally:
             pool.release(conn)
 
-    def transaction(self, calls: Sequence[Call]) -> list[Any]:
+    def transaction(self, calls: Sequence[Command]) -> list[Any]:
         """MULTI ... EXEC on one connection of a single-endpoint client: one packet,
         read back without redis-py's pipeline machinery, which costs more than the
         round trip itself. Every reply is read (the connection stays in step), then
@@ -342,7 +224,7 @@ class SyncShell(Shell):
 
         try:
             conn.send_packed_command(
-                _pack([("MULTI",), *map(_wire_args, calls), ("EXEC",)], conn.encoder)
+                _pack([("MULTI",), *(c.args for c in calls), ("EXEC",)], conn.encoder)
             )
             replies = [reply() for _ in range(len(calls) + 2)][-1]
         except BaseException:
@@ -361,12 +243,6 @@ class SyncShell(Shell):
 def _raised_by_redis(exc: BaseException) -> bool:
     frames = traceback.extract_tb(exc.__traceback__)
     return bool(frames) and f"{os.sep}redis{os.sep}" in frames[-1].filename
-
-
-def _wire_args(call: Call) -> tuple[Any, ...]:
-    if isinstance(call, Require):
-        raise TypeError("a precondition is checked by a script: its trip goes as one")
-    return call.args if isinstance(call, Command) else ("EVAL", *_eval_args(call))
 
 
 def _pack(commands: list[tuple[Any, ...]], encoder: Any) -> list[bytes]:
@@ -517,13 +393,13 @@ class AsyncShell(Shell):
         for client in clients:
             await client.aclose()
 
-    async def durable(self, trip: RoundTrip) -> list[Any]:
-        """A durable trip on a client of the node that owns its key."""
-        key, calls = self.durable_calls(trip)
-        client = await self.node_client(key)
+    async def on_node(self, low: Lowered) -> list[Any]:
+        """A NODE trip on a client of the node that owns its key."""
+        assert low.route is not None
+        client = await self.node_client(low.route)
         self.using[client] = self.using.get(client, 0) + 1
         try:
-            return self.durable_replies(calls, list(await self.queued(client, calls).execute()))
+            return list(await self.queued(client, low.calls).execute())
         except (MovedError, ConnectionError):
             if self.cluster:  # the slot map is stale: learn it again before the retry
                 await self.retire_nodes()
@@ -561,33 +437,32 @@ class AsyncShell(Shell):
     it inline, as coroutines each trip would stay alive across its round trip)."""
 
     async def execute(self, trip: RoundTrip) -> list[Any]:
-        if not trip.calls:
-            await asyncio.sleep(trip.pause)
+        low = lower(trip, self.mode)
+        return low.replies(await self.send(low))
+
+    async def send(self, low: Lowered) -> list[Any]:
+        """The replies to ``low``'s calls, sent as its shape says."""
+        if low.shape is Shape.PAUSE:
+            await asyncio.sleep(low.pause)
             return []
-        if trip.wait is not None:
-            return await self.durable(trip)
-        call = self.single(trip)
-        if call is None:
-            return list(await self.pipeline(trip).execute())
+        if low.shape is Shape.NODE:
+            return await self.on_node(low)
+        if low.shape is not Shape.ONE:
+            transaction = low.shape is Shape.TRANSACTION
+            return list(await self.queued(self.client, low.calls, transaction).execute())
+        call = low.one
+        assert call is not None
         if isinstance(call, Command):
-            keyed = call.route is None and not call.anywhere
-            if self.cluster and keyed and call.args[0] in STRAIGHT:
-                return [await self.routed(str(call.args[1]), *call.args)]
-            if self.cluster and not keyed:
+            if self.cluster and low.route is not None:
+                return [await self.routed(low.route, *call.args)]
+            if self.cluster and (call.route is not None or call.anywhere):
                 await self.client.initialize()  # the node list is known after it
             return [await self.client.execute_command(*call.args, **self.options(call))]
-        if self.cluster:
-            first = call.keys[0] if call.keys else None
-            try:
-                reply = await self.routed(first, "EVALSHA", *_evalsha_args(call))
-            except NoScriptError:
-                reply = await self.routed(first, "EVAL", *_eval_args(call))
-            return self.per_call(trip, reply)
+        send = functools.partial(self.routed, low.route) if self.cluster else self.direct
         try:
-            reply = await self.direct("EVALSHA", *_evalsha_args(call))
+            return [await send(*evalsha_args(call))]
         except NoScriptError:
-            reply = await self.direct("EVAL", *_eval_args(call))
-        return self.per_call(trip, reply)
+            return [await send(*eval_args(call))]
 
     async def routed(self, key: str | None, *args: Any) -> Any:
         """A command on a cluster (a script call, or one of :data:`STRAIGHT`) whose

@@ -50,12 +50,11 @@ def test_each_sync_operation_is_one_round_trip(
     for i in range(1, 4):
         config, cp, md = step(i, parent)
         trip = trips(sent, lambda: saver.put(config, cp, md, {"messages": i + 1}))  # noqa: B023
-        assert len(trip) == 1, trip
-        assert trip[0][0] == "MULTI" and trip[0][-1] == "EXEC", trip
+        assert trip == [["EVALSHA"]], trip  # one same-slot script, as the async saver's
         parent = cp["id"]
         stored = {"configurable": {**config["configurable"], "checkpoint_id": cp["id"]}}
         trip = trips(sent, lambda: saver.put_writes(stored, [("a", 1), ("b", 2)], "t"))  # noqa: B023
-        assert len(trip) == 1 and trip[0][0] == "MULTI", trip
+        assert trip == [["EVALSHA"]], trip
     latest: Any = {"configurable": {"thread_id": "rt-thread", "checkpoint_ns": ""}}
     saver.get_tuple(latest)  # the server learns the script (EVALSHA, then EVAL once)
     assert trips(sent, lambda: saver.get_tuple(latest)) == [["EVALSHA"]]
@@ -75,7 +74,7 @@ async def test_each_async_operation_is_one_round_trip(
     config, cp, md = step(1, cp["id"])
     sent.clear()
     stored = await saver.aput(config, cp, md, {"messages": 2})
-    # the async saver writes with one same-slot script (see AsyncShell)
+    # one same-slot script (see lowering.py)
     assert [commands_in(p)[0] for p in sent] == ["EVALSHA"]
     await saver.aget_tuple(stored)  # the server learns the script
     sent.clear()
@@ -85,6 +84,53 @@ async def test_each_async_operation_is_one_round_trip(
     writes = commands_in(sent[0])
     assert writes[0] == "EVALSHA" and len(sent) == 3, [commands_in(p) for p in sent]
     assert [commands_in(p) for p in sent[1:]] == [["EVALSHA"], ["EVALSHA"]]
+
+
+def operations_on(thread: str) -> list[tuple[str, tuple[Any, ...]]]:
+    """The same steps of a thread: (method, arguments)."""
+    config: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    first = empty_checkpoint()
+    first["channel_versions"] = {"messages": 1}
+    first["channel_values"] = {"messages": [1]}
+    second = empty_checkpoint()
+    second["channel_versions"] = {"messages": 2}
+    second["channel_values"] = {"messages": [1, 2]}
+    stored = {"configurable": {**config["configurable"], "checkpoint_id": first["id"]}}
+    return [
+        ("put", (config, first, {"step": 0}, {"messages": 1})),
+        ("put_writes", (stored, [("a", 1), ("b", 2)], "task")),
+        ("put", (stored, second, {"step": 1}, {"messages": 2})),
+        ("get_tuple", (config,)),
+        ("get_tuple", (stored,)),
+        ("delete_thread", (thread,)),
+    ]
+
+
+async def test_sync_and_async_savers_send_the_same_commands(
+    deployment: Any, sent: list[bytes]
+) -> None:
+    """One plan, one lowering: the same operations go on the wire as the same
+    commands, trip for trip, whichever saver runs them."""
+    options = saver_options(deployment)
+
+    def sent_now() -> list[list[str]]:
+        return [c for c in (commands_in(p) for p in sent) if not set(c) <= HANDSHAKE]
+
+    seen: dict[str, list[list[str]]] = {}
+    with RedisClusterSaver.from_conn_string(deployment.url, **options) as saver:
+        for _ in range(2):  # the first round: scripts learnt, pools open
+            sent.clear()
+            for name, args in operations_on("same"):
+                getattr(saver, name)(*args)
+        seen["sync"] = sent_now()
+    async with AsyncRedisClusterSaver.from_conn_string(deployment.url, **options) as asaver:
+        for _ in range(2):
+            sent.clear()
+            for name, args in operations_on("same"):
+                await getattr(asaver, "a" + name)(*args)
+        seen["async"] = sent_now()
+    assert seen["sync"] == seen["async"]
+    assert len(seen["sync"]) >= 6
 
 
 def test_every_key_of_a_thread_is_on_one_slot(redis_cluster: Any) -> None:

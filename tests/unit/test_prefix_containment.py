@@ -25,7 +25,7 @@ from redis_cluster_saver.keys import KeyLayout, ThreadKeys, blob_field, escape
 from redis_cluster_saver.operations import Operations
 from redis_cluster_saver.options import TTL
 from redis_cluster_saver.plan import Command, Plan, RoundTrip, ScriptCall, WriteMode
-from redis_cluster_saver.shells import as_script
+from redis_cluster_saver.lowering import as_script
 
 # Where each command the plans may send takes its keys (an unknown command fails the
 # test, so a new command has to be classified here before it can ship).
@@ -183,7 +183,7 @@ def sent_keys(trips: list[RoundTrip]) -> tuple[list[str], list[str]]:
             if call.script is not PING_SCRIPT:
                 handles.append(_s(call.args[0]))
         if trip.atomic and trip.calls:
-            applied = as_script(trip)
+            applied, _ = as_script(trip)
             keys += applied.keys
             more_keys, more_handles = apply_keys(applied)
             keys += more_keys
