@@ -22,10 +22,10 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from redis_cluster_saver.detector import PING_SCRIPT, Capabilities
 from redis_cluster_saver.keys import KeyLayout, ThreadKeys, blob_field, escape
+from redis_cluster_saver.lowering import as_script
 from redis_cluster_saver.operations import Operations
 from redis_cluster_saver.options import TTL
 from redis_cluster_saver.plan import Command, Plan, RoundTrip, ScriptCall, WriteMode
-from redis_cluster_saver.lowering import as_script
 
 # Where each command the plans may send takes its keys (an unknown command fails the
 # test, so a new command has to be classified here before it can ship).
