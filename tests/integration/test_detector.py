@@ -102,9 +102,10 @@ def test_proxy_writes_are_single_scripts(proxy: Any, sent: list[bytes]) -> None:
 def test_a_refusal_mid_flight_switches_mode_once_and_retries(
     standalone: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The detector saw MULTI work; later the server refuses it (here an ACL change,
-    as a proxy put in front would): the operation is retried as one script, and a
-    warning says why, once."""
+    """The detector saw scripts and MULTI work; later the server refuses scripts
+    (here an ACL change, as a proxy put in front would), and later MULTI too: each
+    time the operation is retried in the mode the server now allows (writes as
+    MULTI/EXEC, then as plain commands), and a warning says why, once per switch."""
     admin = redis.Redis.from_url(standalone.url)
     user = f"flip{uuid.uuid4().hex[:6]}"
     admin.acl_setuser(user, enabled=True, passwords=["+pw"], commands=["+@all"], keys=["*"])
@@ -114,13 +115,19 @@ def test_a_refusal_mid_flight_switches_mode_once_and_retries(
             caplog.at_level(logging.WARNING, logger="redis_cluster_saver"),
             RedisClusterSaver.from_conn_string(standalone.url, **options) as saver,
         ):
+            assert saver.ops.write_mode is WriteMode.TRANSACTION and saver.ops.mode.scripts
+            admin.acl_setuser(user, enabled=True, categories=["-@scripting"])
+            one_round(saver)
+            one_round(saver)
             assert saver.ops.write_mode is WriteMode.TRANSACTION
+            assert saver.ops.mode.scripts is False
             admin.acl_setuser(user, enabled=True, commands=["-multi", "-exec"])
             one_round(saver)
             one_round(saver)
-            assert saver.ops.write_mode is WriteMode.SCRIPT
+            assert saver.ops.write_mode is WriteMode.PER_KEY
         warnings = [r.getMessage() for r in caplog.records if "mid-flight" in r.getMessage()]
-        assert len(warnings) == 1, warnings
+        assert len(warnings) == 2, warnings
+        assert "MULTI/EXEC" in warnings[0] and "per-key" in warnings[1], warnings
     finally:
         admin.acl_deluser(user)
         admin.close()
