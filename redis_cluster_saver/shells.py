@@ -139,6 +139,8 @@ class Shell:
 
 class SyncShell(Shell):
     def run(self, plan: Plan[T]) -> T:
+        if self.cluster and is_closed(self.client):  # it would serve keyed commands only
+            raise SaverError(CLOSED_CLIENT)
         outcome = Outcome()
         while (trip := self.next_trip(plan, outcome)) is not None:
             try:
