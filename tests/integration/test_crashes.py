@@ -23,7 +23,8 @@ from .conftest import deployment_for, saver_options
 
 PER_KEY = {"transactions": False, "scripts": False}
 MODES = [
-    ("cluster", {}, WriteMode.TRANSACTION),
+    ("cluster", {}, WriteMode.TRANSACTION),  # writes as APPLY scripts
+    ("cluster", {"scripts": False}, WriteMode.TRANSACTION),  # writes as MULTI/EXEC
     ("cluster", {"transactions": False}, WriteMode.SCRIPT),
     ("cluster", PER_KEY, WriteMode.PER_KEY),
     ("proxy", {}, WriteMode.SCRIPT),
@@ -51,7 +52,9 @@ def tasks_of(tup: Any) -> dict[str, list[tuple[str, Any]]]:
 
 
 @pytest.mark.parametrize(
-    ("topology", "forced", "mode"), MODES, ids=[f"{t}-{m.value}" for t, _, m in MODES]
+    ("topology", "forced", "mode"),
+    MODES,
+    ids=[f"{t}-{m.value}{'' if f.get('scripts', True) else '-noscripts'}" for t, f, m in MODES],
 )
 def test_a_writer_killed_at_random_points_leaves_only_whole_acknowledged_state(
     request: pytest.FixtureRequest, topology: str, forced: dict[str, Any], mode: WriteMode
