@@ -383,7 +383,7 @@ while n > 0 and cur and cur ~= '' do
   out[#out + 1] = {cur, redis.call('HGETALL', k_w(B, ne, cur)), seeds, bases}
   cur = redis.call('HGET', ck, 'parent')
 end
-return out
+return cmsgpack.pack(out)  -- one string, parsed in C (see finish_entries)
 """,
 )
 
