@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := redis-server nutcracker
 TOPOLOGY ?= cluster
 
-.PHONY: venv system-deps lint unit integration langgraph-tests test demo bench bench-cross-thread bench-pool soak cluster-up cluster-down cluster-status clean
+.PHONY: venv system-deps lint unit integration langgraph-tests test demo bench bench-cross-thread bench-pool bench-graphs soak cluster-up cluster-down cluster-status clean
 
 venv: $(STAMP)
 
@@ -70,6 +70,11 @@ bench-cross-thread: venv
 # 500 concurrent graph runs on one async saver on a cluster, against InMemorySaver.
 bench-pool: venv
 	$(PY) -m benchmarks.pool
+
+# A ReAct-style agent end to end on every peer saver (PostgreSQL included), at
+# loopback and behind the harness's latency proxy (0.5 and 2 ms RTT).
+bench-graphs: venv system-deps
+	$(PY) -m benchmarks.graphs
 
 soak: venv system-deps
 	$(PY) -m benchmarks.soak
