@@ -283,3 +283,58 @@ def test_bad_pool_timeout_is_refused(value: Any) -> None:
 def test_pool_arguments_in_connection_args_are_refused(name: str) -> None:
     with pytest.raises(ValueError, match=f"{name} in connection_args"):
         RedisClusterSaver("redis://127.0.0.1:1", connection_args={name: 8}, cluster_mode=False)
+
+
+# ---- the connection kept aside between calls --------------------------------------
+
+
+def test_the_kept_connection_goes_to_a_waiting_caller_and_is_reused_when_none_waits(
+    standalone: Any,
+) -> None:
+    """A connection given back while a caller waits goes to that caller (it is never
+    kept aside with someone waiting); given back while nobody waits, the next caller
+    gets that same connection, without redis-py's checks, and it still works."""
+    pool = QueuedPool.from_url(
+        standalone.url, max_connections=1, timeout=2, **standalone.client_kwargs
+    )
+    try:
+        first = pool.get_connection()
+        with ThreadPoolExecutor(1) as waiter:
+            waiting = waiter.submit(pool.get_connection)
+            time.sleep(0.2)
+            assert not waiting.done()
+            began = time.monotonic()
+            pool.release(first)
+            handed = waiting.result(timeout=1)
+            assert time.monotonic() - began < 0.5
+        assert handed is first
+        pool.release(handed)  # nobody waits: kept aside
+        again = pool.get_connection()
+        assert again is first
+        again.send_command("PING")
+        assert again.read_response() in (b"PONG", "PONG")
+        pool.release(again)
+    finally:
+        pool.disconnect()
+
+
+async def test_the_async_kept_connection_goes_to_a_waiting_caller(standalone: Any) -> None:
+    pool = AsyncQueuedPool.from_url(
+        standalone.url, max_connections=1, timeout=2, **standalone.client_kwargs
+    )
+    try:
+        first = await pool.get_connection()
+        waiting = asyncio.ensure_future(pool.get_connection())
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        await pool.release(first)
+        handed = await asyncio.wait_for(waiting, 0.5)
+        assert handed is first
+        await pool.release(handed)
+        again = await pool.get_connection()
+        assert again is first
+        await again.send_command("PING")
+        assert await again.read_response() in (b"PONG", "PONG")
+        await pool.release(again)
+    finally:
+        await pool.disconnect()
