@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEBIAN_PACKAGES := redis-server nutcracker
+DEBIAN_PACKAGES := redis-server nutcracker postgresql
 TOPOLOGY ?= cluster
 
 .PHONY: venv system-deps lint unit integration langgraph-tests test demo bench bench-cross-thread bench-pool bench-graphs soak cluster-up cluster-down cluster-status clean
@@ -17,12 +17,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,dev]'
 	touch $(STAMP)
 
-# Debian's redis-server (plain Redis 7.0, and TLS) and nutcracker (the proxy topology).
+# Debian's redis-server (plain Redis 7.0, and TLS), nutcracker (the proxy topology) and
+# postgresql (the postgres topology; Debian keeps it off PATH, in /usr/lib/postgresql/*/bin).
 # Installed when missing and possible (root with apt-get); otherwise their tests skip.
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v nutcracker >/dev/null 2>&1 || [ -x /usr/sbin/nutcracker ] || missing="$$missing nutcracker"; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing$$missing with apt-get"; \

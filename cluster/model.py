@@ -22,7 +22,7 @@ class Node:
 
     pid: int
     port: int
-    role: str  # primary | replica | sentinel | proxy | backend | dead
+    role: str  # primary | replica | sentinel | proxy | backend | dead | postgres
     url: str
     name: str = ""
     starttime: int = 0  # /proc/PID/stat field 22, guards against recycled pids
@@ -30,6 +30,9 @@ class Node:
     node_id: str | None = None  # cluster node id
     log: str = ""
     host: str = "127.0.0.1"
+    # What ``stop`` sends: the postmaster takes SIGINT (fast shutdown); SIGTERM would wait
+    # for every client to disconnect.
+    stop_signal: str = "SIGTERM"
 
     @property
     def address(self) -> tuple[str, int]:

@@ -45,8 +45,22 @@ class StartupError(RuntimeError):
     """A server failed to start or the topology did not become ready in time."""
 
 
-def spawn(argv: Sequence[str], workdir: Path, name: str) -> subprocess.Popen[bytes]:
-    """Start ``argv`` detached in ``workdir``; stdout/stderr go to ``<name>.out``."""
+def identity_args(identity: tuple[int, int] | None) -> dict[str, Any]:
+    """Popen arguments that run a child as ``(uid, gid)`` (and no other groups); none for
+    None, which keeps the current user."""
+    if identity is None:
+        return {}
+    uid, gid = identity
+    return {"user": uid, "group": gid, "extra_groups": []}
+
+
+def spawn(
+    argv: Sequence[str], workdir: Path, name: str, identity: tuple[int, int] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` detached in ``workdir``; stdout/stderr go to ``<name>.out``.
+
+    ``identity`` (uid, gid) runs it as another user (root only), see ``identity_args``.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     with open(workdir / f"{name}.out", "ab") as out:
         proc = subprocess.Popen(
@@ -57,6 +71,7 @@ def spawn(argv: Sequence[str], workdir: Path, name: str) -> subprocess.Popen[byt
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
+            **identity_args(identity),
         )
     _CHILDREN[proc.pid] = proc
     return proc
@@ -128,12 +143,13 @@ def signal_node(node: Node, workdir: str | Path, sig: signal.Signals) -> bool:
 
 
 def terminate(nodes: Iterable[Node], workdir: str | Path, timeout: float = 5.0) -> None:
-    """SIGTERM owned nodes (resuming paused ones first), then SIGKILL stragglers."""
+    """Send owned nodes their stop signal (SIGTERM unless the node says otherwise; paused
+    ones are resumed first), wait for them to exit, then SIGKILL stragglers."""
     victims = [n for n in nodes if owns(n, workdir)]
     for n in victims:
         with contextlib.suppress(ProcessLookupError):
             os.kill(n.pid, signal.SIGCONT)
-            os.kill(n.pid, signal.SIGTERM)
+            os.kill(n.pid, signal.Signals[n.stop_signal])
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         victims = [n for n in victims if is_running(n.pid)]
@@ -198,7 +214,7 @@ def _check_failed(node: Node, proc: subprocess.Popen[bytes] | None) -> None:
         return
     tail = log_tail(node.log)
     out = Path(node.log).with_suffix(".out")
-    if out.exists():
+    if out.exists() and out != Path(node.log):
         tail += "\n" + log_tail(out, 5)
     if "already in use" in tail.lower():
         raise PortClash(f"{node.name} could not bind port {node.port}:\n{tail}")

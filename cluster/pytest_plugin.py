@@ -44,6 +44,7 @@ redis_cluster = _fixture("cluster", "session", "redis_cluster")
 sentinel = _fixture("sentinel", "session", "sentinel")
 proxy = _fixture("proxy", "session", "proxy")
 tls = _fixture("tls", "session", "tls")
+postgres = _fixture("postgres", "session", "postgres")
 fresh_cluster = _fixture("cluster", "function", "fresh_cluster")
 # valkey refuses CLUSTER MIGRATESLOTS while RedisJSON/RediSearch are loaded
 fresh_bare_cluster = _fixture("cluster", "function", "fresh_bare_cluster", modules=False)

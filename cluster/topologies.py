@@ -6,7 +6,10 @@ startup time dominates test-suite latency on small CI machines.
 
 from __future__ import annotations
 
+import os
 import secrets
+import shutil
+import stat
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +28,8 @@ from .processes import (
     StartupError,
     admin_client,
     command,
+    identity_args,
+    log_tail,
     no_retry,
     proc_starttime,
     spawn,
@@ -62,9 +67,10 @@ class _Launch:
         log: Path,
         *,
         scheme: str = "redis",
+        identity: tuple[int, int] | None = None,
         **extra: Any,
     ) -> Node:
-        proc = spawn(argv, self.workdir, name)
+        proc = spawn(argv, self.workdir, name, identity)
         node = Node(
             pid=proc.pid,
             port=port,
@@ -590,6 +596,149 @@ def build_proxy(launch: _Launch) -> Deployment:
     )
 
 
+# ----------------------------------------------------------------------------- postgres
+
+POSTGRES_DB = "postgres"
+INITDB_TIMEOUT = 120.0
+# A unix socket path must fit sockaddr_un.sun_path (108 bytes with its NUL).
+_SUN_PATH_MAX = 107
+
+
+def postgres_url(port: int) -> str:
+    """The libpq URL of a harness PostgreSQL: superuser and database ``postgres``."""
+    return f"postgresql://{binaries.POSTGRES_USER}@{HOST}:{port}/{POSTGRES_DB}"
+
+
+def _unsearchable(path: Path, identity: tuple[int, int]) -> Path | None:
+    """The first directory from ``/`` to ``path`` that ``(uid, gid)`` may not enter."""
+    uid, gid = identity
+    for d in [*reversed(path.parents), path]:
+        st = d.stat()
+        if st.st_uid == uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid == gid:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return d
+    return None
+
+
+def _pg_isready(node: Node) -> str | None:
+    bindir = binaries.postgres_bin()
+    if bindir is None:
+        return "pg_isready not found"
+    argv = [str(bindir / "pg_isready"), "-q", "-h", HOST, "-p", str(node.port)]
+    argv += ["-U", binaries.POSTGRES_USER, "-d", POSTGRES_DB, "-t", "2"]
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    return None if done.returncode == 0 else f"pg_isready exited {done.returncode}"
+
+
+def postgres_health(node: Node) -> str | None:
+    """None when the server runs a query (psycopg), or, without psycopg, when pg_isready
+    says it accepts connections; else why not."""
+    try:
+        import psycopg
+    except ImportError:
+        return _pg_isready(node)
+    try:
+        with psycopg.connect(node.url, connect_timeout=2, autocommit=True) as conn:
+            conn.execute("SELECT 1").fetchone()
+    except psycopg.Error as exc:
+        return f"{type(exc).__name__}: {str(exc).strip()}"
+    return None
+
+
+def _initdb(bindir: Path, data: Path, workdir: Path, identity: tuple[int, int] | None) -> None:
+    """A fresh cluster in ``data``: superuser ``postgres``, trust auth (local socket and
+    loopback TCP), UTF-8 with the C locale (no dependence on installed locales).
+
+    ``--no-sync`` only skips initdb's own final flush of the new files; the server then
+    runs with the default durability settings.
+    """
+    log = workdir / "initdb.out"
+    argv = [
+        str(bindir / "initdb"),
+        "-D", str(data),
+        "-U", binaries.POSTGRES_USER,
+        "--auth=trust",
+        "--encoding=UTF8",
+        "--locale=C",
+        "--no-sync",
+    ]  # fmt: skip
+    with open(log, "wb") as out:
+        try:
+            done = subprocess.run(
+                argv,
+                cwd=workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=INITDB_TIMEOUT,
+                check=False,
+                **identity_args(identity),
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise StartupError(f"initdb timed out after {INITDB_TIMEOUT:.0f}s") from exc
+    if done.returncode != 0:
+        raise StartupError(f"initdb exited {done.returncode}:\n{log_tail(log)}")
+
+
+def build_postgres(launch: _Launch) -> Deployment:
+    """Debian's PostgreSQL (newest installed major) as users run it: its default settings,
+    so its default durability (``fsync``, ``synchronous_commit`` and ``full_page_writes``
+    on). Only where it listens is set: 127.0.0.1 on a free port, its unix socket in the
+    workdir (none if that path is too long for a socket), trust auth for loopback.
+
+    Connect as ``postgres`` to database ``postgres`` (the Deployment's URL). Under root,
+    initdb and the server run as the ``postgres`` user, which must be able to enter the
+    workdir; the postmaster is stopped with SIGINT (fast shutdown: clients are
+    disconnected, its children exit before it does).
+    """
+    bindir = _require(binaries.postgres_bin(), "postgres")
+    identity = binaries.postgres_identity()
+    wd = launch.workdir
+    if identity is not None:
+        blocked = _unsearchable(wd, identity)
+        if blocked is not None:
+            raise StartupError(
+                f"the {binaries.POSTGRES_USER!r} user cannot enter {blocked} (on the way to "
+                f"the workdir {wd}); use a workdir every user can reach"
+            )
+    data, sockets = wd / "pgdata", wd / "pgsocket"
+    for d in (data, sockets):  # a retried attempt starts from scratch
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(mode=0o700, parents=True)
+        if identity is not None:
+            os.chown(d, *identity)
+    (wd / "postgres.out").unlink(missing_ok=True)  # an old port clash is not this one's
+    _initdb(bindir, data, wd, identity)
+
+    (port,) = free_ports(1)
+    fits = len(str(sockets / f".s.PGSQL.{port}.lock")) <= _SUN_PATH_MAX
+    argv = [
+        str(bindir / "postgres"),
+        "-D", str(data),
+        "-p", str(port),
+        "-c", f"listen_addresses={HOST}",
+        "-c", f"unix_socket_directories={sockets if fits else ''}",
+    ]  # fmt: skip
+    log = wd / "postgres.out"
+    node = launch.add(
+        argv, "postgres", port, "postgres", log, identity=identity, stop_signal="SIGINT"
+    )
+    node.url = postgres_url(port)
+    wait_until(
+        lambda: postgres_health(node),
+        READY_TIMEOUT,
+        "PostgreSQL to accept queries",
+        [node],
+        launch.procs,
+    )
+    return Deployment("postgres", wd.name, str(wd), node.url, launch.nodes)
+
+
 BUILDERS: dict[str, Callable[[_Launch], Deployment]] = {
     "standalone": build_standalone,
     "plain": build_plain,
@@ -597,6 +746,7 @@ BUILDERS: dict[str, Callable[[_Launch], Deployment]] = {
     "sentinel": build_sentinel,
     "proxy": build_proxy,
     "tls": build_tls,
+    "postgres": build_postgres,
 }
 
 
