@@ -41,9 +41,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 from langgraph.checkpoint.memory import InMemorySaver
 
 from benchmarks.agent import SUPERSTEPS_PER_TURN, build, user_turn
+from cluster import latency
 from cluster.harness import start, stop
 from cluster.model import Deployment
 from redis_cluster_saver import AsyncRedisClusterSaver, RedisClusterSaver
@@ -59,7 +61,7 @@ class Servers:
     redis: str
     postgres: str | None
     cluster: str | None
-    counters: dict[str, Any] = field(default_factory=dict)
+    counters: dict[str, latency.LatencyProxy] = field(default_factory=dict)
     """The proxies in front of redis and postgres (they count round trips)."""
 
 
@@ -298,12 +300,14 @@ async def bench(args: argparse.Namespace, deps: dict[str, Deployment]) -> None:
     chosen = [s for s in SAVERS if s.name in args.savers]
     results: dict[tuple[Key, str], list[Figures]] = {}
     trips: dict[tuple[Key, str], float] = {}
+    measured: dict[float, float] = {}
     for rtt in args.rtt:
         for durability in ("async", "sync"):
             for delta in (False, True):
                 key = (rtt, durability, delta)
                 for _ in range(args.rounds):
                     with servers_at(rtt, deps, proxied=False) as servers:
+                        measured[rtt] = ping_ms(servers.redis)
                         for saver in chosen:
                             if saver.loopback_only and (rtt or servers.cluster is None):
                                 continue
@@ -323,7 +327,7 @@ async def bench(args: argparse.Namespace, deps: dict[str, Deployment]) -> None:
                                 trips[(key, saver.name)] = await count_trips(
                                     saver, servers, delta, durability
                                 )
-                report(key, [s.name for s in chosen], results, trips)
+                report(key, [s.name for s in chosen], results, trips, measured[rtt])
 
 
 @contextlib.contextmanager
@@ -336,17 +340,31 @@ def servers_at(rtt: float, deps: dict[str, Deployment], proxied: bool) -> Iterat
         pg = deps.get("postgres")
         yield Servers(deps["standalone"].url, pg.url if pg else None, cluster_url)
         return
-    from cluster import latency
-
     delay = rtt / 2 / 1000
     with contextlib.ExitStack() as stack:
-        proxy, url = stack.enter_context(latency.behind(deps["standalone"], delay))
+        proxy, url = latency.behind(deps["standalone"], delay)
+        stack.enter_context(proxy)
         counters = {"redis": proxy}
         pg_url = None
         if "postgres" in deps:
-            pg_proxy, pg_url = stack.enter_context(latency.behind(deps["postgres"], delay))
+            pg_proxy, pg_url = latency.behind(deps["postgres"], delay)
+            stack.enter_context(pg_proxy)
             counters["postgres"] = pg_proxy
         yield Servers(url, pg_url, None, counters)
+
+
+def ping_ms(url: str) -> float:
+    """The median PING round trip to ``url`` (through the proxy, if any)."""
+    client = redis.Redis.from_url(url)
+    try:
+        samples = []
+        for _ in range(200):
+            t0 = time.perf_counter()
+            client.ping()
+            samples.append((time.perf_counter() - t0) * 1000)
+        return statistics.median(samples)
+    finally:
+        client.close()
 
 
 def report(
@@ -354,9 +372,11 @@ def report(
     names: list[str],
     results: dict[tuple[Key, str], list[Figures]],
     counted: dict[tuple[Key, str], float],
+    ping: float,
 ) -> None:
     rtt, durability, delta = key
-    title = "loopback" if not rtt else f"{rtt:g} ms RTT"
+    title = "loopback" if not rtt else f"{rtt:g} ms RTT set"
+    title += f" (PING {ping:.2f} ms)"
     print(
         f"\n{title}, durability={durability!r}, messages {'as DeltaChannel' if delta else 'plain'}:"
     )
