@@ -1,4 +1,5 @@
-"""Pipelined direct calls to a cluster node, for the asyncio shell.
+"""Pipelined direct calls to a cluster node (or a single endpoint's pool, through
+:class:`PoolNode`), for the asyncio shell.
 
 Under load most of a round trip's client time is spent on the socket rather than in
 the saver: a send, a wake-up on the reply, a receive, a timer for the read timeout,
@@ -176,3 +177,35 @@ class NodePipe:
                 error = kind(f"the node's shared connection failed: {exc}")
                 error.__cause__ = exc
                 reply.set_exception(error)
+
+
+class PoolNode:
+    """A single endpoint's asyncio pool, seen as a node by :class:`NodePipe`: the
+    calls of a burst share one of the pool's connections, taken without waiting (a
+    full pool raises MaxConnectionsError: the call then goes the pool's own way) and
+    given back when the burst's last reply is in."""
+
+    name = "single"
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.connection_kwargs = pool.connection_kwargs
+        self.response_callbacks: dict[str, Any] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def get_encoder(self) -> Any:
+        return self.pool.get_encoder()
+
+    def acquire_connection(self) -> Any:
+        lend = getattr(self.pool, "lend_now", None)
+        return lend() if lend is not None else self.pool.get_available_connection()
+
+    async def disconnect_if_needed(self, conn: Any) -> None:
+        if conn.should_reconnect():
+            await conn.disconnect()
+
+    def release(self, conn: Any) -> None:
+        """The pool's release waits on its lock: done in a task of its own."""
+        task = asyncio.get_running_loop().create_task(self.pool.release(conn))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)

@@ -165,6 +165,13 @@ class AsyncQueuedPool(redis.asyncio.BlockingConnectionPool):
         finally:
             self._asking -= 1
 
+    def lend_now(self) -> Any:
+        """A connection without waiting (the kept one first), for a caller that
+        shares it (pipes.NodePipe); MaxConnectionsError where none is free."""
+        if self._kept:
+            return self._kept.pop()
+        return self.get_available_connection()  # type: ignore[no-untyped-call]
+
     async def release(self, connection: Any) -> None:
         if not self._asking and not self._kept and not connection.should_reconnect():
             self._kept.append(connection)

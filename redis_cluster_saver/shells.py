@@ -38,7 +38,7 @@ from redis.exceptions import (
 from .connection import CLOSED_CLIENT, is_closed, is_cluster_client
 from .errors import SaverError
 from .lowering import Lowered, Shape, eval_args, evalsha_args, lower
-from .pipes import NodePipe
+from .pipes import NodePipe, PoolNode
 from .plan import Command, Mode, Plan, RoundTrip
 from .pool import NodeBounds
 
@@ -363,6 +363,13 @@ class AsyncShell(Shell):
         self.retired: set[Any] = set()  # forgotten clients, closed when unused
         self.pipes: dict[str, NodePipe] = {}
         """The shared connection of each node, for the direct calls (see pipes.py)."""
+        pool = getattr(client, "connection_pool", None)
+        self.single_pipe = (
+            NodePipe(PoolNode(pool))
+            if not self.cluster and pool is not None and hasattr(pool, "get_available_connection")
+            else None
+        )
+        """The same for a single-endpoint client."""
 
     async def node_client(self, key: str) -> Any:
         """A client whose pipelines go to the one node that owns ``key``."""
@@ -490,9 +497,26 @@ class AsyncShell(Shell):
         return callback(reply) if callback is not None else reply
 
     async def direct(self, *args: Any) -> Any:
+        """A script call on a single-endpoint client: one packet on the connection
+        the calls in flight share (:class:`~.pipes.NodePipe`), or, where that
+        connection failed or none is free, on a connection of its own."""
+        pipe = self.single_pipe
+        if pipe is None or not pipe.usable() or (pipe.conn is None and not self.in_flight):
+            return await self.alone(*args)  # alone: cheaper than a burst of one
+        packet = _pack([args], pipe.encoder)
+        try:
+            return await (pipe.send(packet) or pipe.call(packet))
+        except REROUTE:
+            return await self.alone(*args)
+
+    in_flight = 0
+    """Calls on connections of their own (:meth:`alone`) awaiting their replies."""
+
+    async def alone(self, *args: Any) -> Any:
         """As SyncShell.direct; a cancelled call drops its connection too."""
         pool = self.client.connection_pool
         conn = await pool.get_connection()
+        self.in_flight += 1
         try:
             await _send(conn, _pack([args], conn.encoder))
             return await conn.read_response()
@@ -502,6 +526,7 @@ class AsyncShell(Shell):
             await conn.disconnect()
             raise
         finally:
+            self.in_flight -= 1
             await pool.release(conn)
 
 

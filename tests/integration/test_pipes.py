@@ -1,4 +1,5 @@
-"""The asyncio cluster shell's shared node connections (redis_cluster_saver/pipes.py):
+"""The asyncio shell's shared connections (redis_cluster_saver/pipes.py), per cluster
+node and on a single endpoint:
 concurrent calls to a node go out together and come back each to its caller; a
 connection lost with calls in flight sends them through the client; a cancelled
 caller leaves the connection in step."""
@@ -135,3 +136,61 @@ async def test_an_error_reply_goes_to_its_own_caller_only(
         admin.close()
     tuples = await asyncio.gather(*(saver.aget_tuple(config(t)) for t in threads))
     assert [t.checkpoint["channel_values"] for t in tuples if t] == [{"n": i} for i in range(20)]
+
+
+# ---- a single endpoint: the calls in flight share one of the pool's connections ----
+
+
+@pytest.fixture
+async def single(standalone: Any) -> AsyncIterator[AsyncRedisClusterSaver]:
+    options = saver_options(standalone, failover_wait=0)
+    async with AsyncRedisClusterSaver.from_conn_string(standalone.url, **options) as s:
+        yield s
+
+
+async def test_calls_in_flight_on_a_single_endpoint_share_a_connection(
+    single: AsyncRedisClusterSaver, sent: list[bytes]
+) -> None:
+    """Concurrent calls go out together on one connection (each gets its own reply);
+    the pool is not drained one connection per call, and a call alone keeps its
+    connection of its own."""
+    threads = [f"s{i}" for i in range(40)]
+    for i, t in enumerate(threads):
+        await single.aput(config(t), checkpoint(i), {"i": i}, {"n": 1})
+    sent.clear()
+    tuples = await asyncio.gather(*(single.aget_tuple(config(t)) for t in threads))
+    assert [t.checkpoint["channel_values"] for t in tuples if t] == [{"n": i} for i in range(40)]
+    reads = [commands_in(p).count("EVALSHA") for p in sent]
+    assert sum(reads) == 40 and max(reads) > 1, reads
+    pool = single.client.connection_pool
+    assert len(pool._in_use_connections) + len(pool._available_connections) <= 4
+    pipe = single.shell.single_pipe
+    assert pipe is not None
+    for _ in range(20):  # the burst's connection goes back to the pool when it is done
+        if pipe.conn is None:
+            break
+        await asyncio.sleep(0.01)
+    assert pipe.conn is None and not pipe.waiting
+
+
+async def test_a_single_endpoints_shared_connection_lost_sends_the_calls_again(
+    single: AsyncRedisClusterSaver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads = [f"l{i}" for i in range(20)]
+    for i, t in enumerate(threads):
+        await single.aput(config(t), checkpoint(i), {"i": i}, {"n": 1})
+    flush = NodePipe.flush
+    dropped: list[Any] = []
+
+    def flush_then_drop(pipe: NodePipe) -> None:
+        conn = pipe.conn
+        flush(pipe)
+        if not dropped and conn is not None:
+            dropped.append(conn)
+            conn._writer.transport.abort()
+
+    monkeypatch.setattr(NodePipe, "flush", flush_then_drop)
+    tuples = await asyncio.gather(*(single.aget_tuple(config(t)) for t in threads))
+    assert dropped
+    assert [t.checkpoint["channel_values"] for t in tuples if t] == [{"n": i} for i in range(20)]
+    assert await single.aget_tuple(config(threads[0])) is not None
