@@ -218,9 +218,11 @@ class Runner:
             self.pool.shutdown()
 
 
-async def timed_ms(fn: Callable[[], Awaitable[Any]], repeat: int = 15) -> float:
-    samples = []
-    for _ in range(repeat):
+async def timed_ms(fn: Callable[[], Awaitable[Any]], repeat: int = 15, budget: float = 1.5) -> float:
+    """Median of up to ``repeat`` calls (at least 3, fewer past ``budget`` seconds)."""
+    samples: list[float] = []
+    began = time.perf_counter()
+    while len(samples) < repeat and (len(samples) < 3 or time.perf_counter() - began < budget):
         t0 = time.perf_counter()
         await fn()
         samples.append((time.perf_counter() - t0) * 1000)
