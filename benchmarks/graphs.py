@@ -218,7 +218,9 @@ class Runner:
             self.pool.shutdown()
 
 
-async def timed_ms(fn: Callable[[], Awaitable[Any]], repeat: int = 15, budget: float = 1.5) -> float:
+async def timed_ms(
+    fn: Callable[[], Awaitable[Any]], repeat: int = 15, budget: float = 1.5
+) -> float:
     """Median of up to ``repeat`` calls (at least 3, fewer past ``budget`` seconds)."""
     samples: list[float] = []
     began = time.perf_counter()
