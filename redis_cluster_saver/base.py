@@ -16,7 +16,7 @@ from .connection import Connector, check_client, client_kind
 from .detector import Capabilities, endpoint_kind
 from .keys import KeyLayout
 from .operations import Operations
-from .options import TTL, Durability
+from .options import TTL, Durability, Retention
 from .plan import Plan
 from .pool import DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_TIMEOUT, PoolLimits
 from .versions import next_version
@@ -31,7 +31,9 @@ class SaverBase(BaseCheckpointSaver[str]):
     ``connection_args`` for redis-py; ``cluster_mode`` to force a cluster or a single
     endpoint; ``transactions=False`` / ``scripts=False`` to forbid MULTI or Lua;
     ``search=False`` to never use a search index; ``durability={"replicas": n,
-    "timeout_ms": t}``; ``failover_wait`` seconds; ``list_deltas=False`` to store every list whole;
+    "timeout_ms": t}``; ``retention={"keep_last": n}`` to keep only a namespace's n
+    newest checkpoints, pruned by each put in its own write; ``failover_wait`` seconds;
+    ``list_deltas=False`` to store every list whole;
     ``max_connections`` per server (per node on a cluster, default 64) and
     ``pool_timeout`` (seconds a caller waits for a free one, default 10) for the
     clients the saver builds; ``serde`` (or assign ``saver.serde`` later: every
@@ -57,6 +59,7 @@ class SaverBase(BaseCheckpointSaver[str]):
         scripts: bool | None = None,
         search: bool | None = None,
         durability: Mapping[str, Any] | None = None,
+        retention: Mapping[str, Any] | Retention | None = None,
         failover_wait: float = 15.0,
         list_deltas: bool = True,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
@@ -80,6 +83,7 @@ class SaverBase(BaseCheckpointSaver[str]):
             scripts=scripts,
             use_search=search,
             durability=Durability.parse(durability),
+            retention=Retention.parse(retention),
             failover_wait=failover_wait,
             list_deltas=bool(list_deltas),
         )

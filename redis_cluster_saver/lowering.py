@@ -28,7 +28,7 @@ SPLIT = {"HSET": 2, "ZADD": 2, "DEL": 1}
 Lua's ``unpack()`` takes a few thousand values at most."""
 CHUNK = 1000
 """Pairs (or keys) per piece."""
-PSEUDO = {scripts.TOUCH: "__touch__"}
+PSEUDO = {scripts.TOUCH: "__touch__", scripts.RETAIN: "__retain__"}
 """Scripts APPLY runs inline, as its pseudo commands."""
 STRAIGHT = frozenset({"SADD", "SREM", "PEXPIRE"})
 """Writes of one key (named first) that a plan sends alone, routed by that key (the

@@ -1,4 +1,4 @@
-"""Options of a saver that need parsing: TTL and durable mode."""
+"""Options of a saver that need parsing: TTL, durable mode and retention."""
 
 from __future__ import annotations
 
@@ -58,3 +58,26 @@ class Durability:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"durability[{name!r}] must be an int >= {low}, not {value!r}")
         return cls(replicas, timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """Checkpoints kept per namespace, pruned by every put in its own write."""
+
+    keep_last: int
+
+    @classmethod
+    def parse(cls, retention: Mapping[str, Any] | Retention | None) -> Retention | None:
+        if retention is None or isinstance(retention, Retention):
+            return retention
+        if not isinstance(retention, Mapping):
+            raise TypeError("retention must be a mapping like {'keep_last': 10}")
+        unknown = set(retention) - {"keep_last"}
+        if unknown:
+            raise ValueError(f"unknown retention option(s): {', '.join(sorted(unknown))}")
+        if "keep_last" not in retention:
+            raise ValueError("retention needs keep_last, the checkpoints kept per namespace")
+        keep = retention["keep_last"]
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise ValueError(f"retention['keep_last'] must be an int >= 1, not {keep!r}")
+        return cls(keep)

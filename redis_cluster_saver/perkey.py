@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from . import codec, deltas
-from .keys import ThreadKeys, escape
+from .keys import ThreadKeys, escape, unescape
 from .plan import Command, Plan, RoundTrip, ScriptCall, one
 from .replies import Ancestor, Entry, ExportedCheckpoint, ExportedNamespace, Fields, Listed
 
@@ -280,32 +280,55 @@ def _cp_fields(keys: ThreadKeys, ns: str, ids: Sequence[str], *fields: str) -> P
 def prune(call: ScriptCall) -> Plan[int]:
     keys, keep_n = ThreadKeys(_s(call.args[0])), int(call.args[1])
     for ns in (yield from _namespaces(keys)):
-        ids = yield from _ids(keys, ns, newest_first=True)
-        keep = set(ids[:keep_n])
-        for cid in ids[:keep_n]:
-            (counters,) = yield from _cp_fields(keys, ns, [cid], "m:counters_since_delta_snapshot")
-            if counters[0] is None:
-                continue
-            remaining = {escape(ch) + ":" for ch in orjson.loads(counters[0])}
-            cur: str | None = cid
-            while remaining and cur:
-                ((blob_list, parent),) = yield from _cp_fields(keys, ns, [cur], "blobs", "parent")
-                if blob_list is None:
-                    break
-                keep.add(cur)
-                names = [_s(f) for f in _b(blob_list).split(b"\n") if f]
-                candidates = [f for f in names if f[: f.index(":") + 1] in remaining]
-                if candidates:
-                    present = yield RoundTrip(
-                        tuple(Command.of("HEXISTS", keys.blobs(ns), f) for f in candidates)
-                    )
-                    for f, there in zip(candidates, present):
-                        if there:
-                            remaining.discard(f[: f.index(":") + 1])
-                cur = _s(parent) if parent else None
-        yield from _drop(keys, ns, [c for c in ids if c not in keep])
-        yield from _settle(keys, ns)
+        yield from _prune_ns(keys, ns, keep_n)
     return (yield from _scard(keys))
+
+
+def retain(call: ScriptCall) -> Plan[int]:
+    """Retention on write, after the put (the RETAIN script's twin)."""
+    keys, ns, keep_n = ThreadKeys(_s(call.args[0])), _s(call.args[1]), int(call.args[2])
+    yield from _prune_ns(keys, ns, keep_n)
+    ids = yield from _ids(keys, ns)
+    if not ids:
+        return 1
+    head, oldest = keys.writes(ns, ""), min(ids, key=str.encode)
+    (members,) = yield one(Command.of("SMEMBERS", keys.write_keys))
+    gone = [
+        w
+        for w in map(_s, members)
+        if w.startswith(head) and unescape(w[len(head) :]).encode() < oldest.encode()
+    ]
+    if gone:
+        yield RoundTrip((Command.of("DEL", *gone), Command.of("SREM", keys.write_keys, *gone)))
+    return 1
+
+
+def _prune_ns(keys: ThreadKeys, ns: str, keep_n: int) -> Plan[None]:
+    ids = yield from _ids(keys, ns, newest_first=True)
+    keep = set(ids[:keep_n])
+    for cid in ids[:keep_n]:
+        (counters,) = yield from _cp_fields(keys, ns, [cid], "m:counters_since_delta_snapshot")
+        if counters[0] is None:
+            continue
+        remaining = {escape(ch) + ":" for ch in orjson.loads(counters[0])}
+        cur: str | None = cid
+        while remaining and cur:
+            ((blob_list, parent),) = yield from _cp_fields(keys, ns, [cur], "blobs", "parent")
+            if blob_list is None:
+                break
+            keep.add(cur)
+            names = [_s(f) for f in _b(blob_list).split(b"\n") if f]
+            candidates = [f for f in names if f[: f.index(":") + 1] in remaining]
+            if candidates:
+                present = yield RoundTrip(
+                    tuple(Command.of("HEXISTS", keys.blobs(ns), f) for f in candidates)
+                )
+                for f, there in zip(candidates, present):
+                    if there:
+                        remaining.discard(f[: f.index(":") + 1])
+            cur = _s(parent) if parent else None
+    yield from _drop(keys, ns, [c for c in ids if c not in keep])
+    yield from _settle(keys, ns)
 
 
 def delete_runs(call: ScriptCall) -> Plan[int]:
@@ -381,6 +404,7 @@ PLANS: dict[str, Callable[[ScriptCall], Plan[Any]]] = {
     "touch": touch,
     "delete_thread": delete_thread,
     "prune": prune,
+    "retain": retain,
     "delete_runs": delete_runs,
     "export": export,
     "history": history,

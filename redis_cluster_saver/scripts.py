@@ -141,6 +141,70 @@ local function settle(B, ns)
     redis.call('SREM', k_ns(B), ns)
   end
 end
+
+-- keep the newest keep_n checkpoints of a namespace (and the ancestors a kept one
+-- needs to rebuild its DeltaChannel state); drop the rest and values nothing uses
+local function prune_ns(B, ns, keep_n)
+  local ne = esc(ns)
+  local reg = k_reg(B, ne)
+  local bk = k_blobs(B, ne)
+  local ids = redis.call('ZREVRANGEBYLEX', reg, '+', '-')
+  local keep = {}
+  for i = 1, math.min(keep_n, #ids) do
+    keep[ids[i]] = true
+    local counters = redis.call('HGET', k_cp(B, ne, ids[i]), 'm:counters_since_delta_snapshot')
+    if counters then
+      local remaining, n = {}, 0
+      for ch, _ in pairs(cjson.decode(counters)) do
+        remaining[esc(ch) .. ':'] = true
+        n = n + 1
+      end
+      local cur = ids[i]
+      while n > 0 and cur and cur ~= '' do
+        local ck = k_cp(B, ne, cur)
+        local list = redis.call('HGET', ck, 'blobs')
+        if not list then break end
+        keep[cur] = true
+        for _, f in ipairs(split(list)) do
+          local head = string.sub(f, 1, string.find(f, ':', 1, true))
+          if remaining[head] and redis.call('HEXISTS', bk, f) == 1 then
+            remaining[head] = nil
+            n = n - 1
+          end
+        end
+        cur = redis.call('HGET', ck, 'parent')
+      end
+    end
+  end
+  for _, id in ipairs(ids) do
+    if not keep[id] then drop_checkpoint(B, ne, id) end
+  end
+  settle(B, ns)
+end
+
+-- retention on write: prune_ns, and drop the writes of pruned checkpoints that
+-- landed after their checkpoint went (writes sort with their checkpoint's id: those
+-- before the oldest kept one are a pruned checkpoint's; later ones may belong to a
+-- checkpoint whose put has not landed yet, and stay)
+local function retain(B, ns, keep_n)
+  prune_ns(B, ns, keep_n)
+  local ne = esc(ns)
+  local head = k_w(B, ne, '')
+  local wk = k_wk(B)
+  local ids = redis.call('ZRANGE', k_reg(B, ne), 0, -1)
+  if #ids == 0 then return end
+  local oldest = ids[1]
+  for _, w in ipairs(redis.call('SMEMBERS', wk)) do
+    local id = string.sub(w, #head + 1)
+    if string.find(id, '%', 1, true) then
+      id = string.gsub(id, '%%(%x%x)', function(h) return string.char(tonumber(h, 16)) end)
+    end
+    if string.sub(w, 1, #head) == head and id < oldest then
+      redis.call('DEL', w)
+      redis.call('SREM', wk, w)
+    end
+  end
+end
 """
 )
 
@@ -241,6 +305,16 @@ return 0
 """,
 )
 
+RETAIN = LuaScript(
+    "retain",
+    _COMMON
+    + r"""
+-- ARGV: handle, ns, keep: retention on write (runs inside APPLY as '__retain__')
+retain(ARGV[1], ARGV[2], tonumber(ARGV[3]))
+return 1
+""",
+)
+
 PRUNE = LuaScript(
     "prune",
     _COMMON
@@ -250,43 +324,7 @@ PRUNE = LuaScript(
 -- for each of its delta channels, so DeltaChannel state can still be rebuilt.
 local B, keep_n = ARGV[1], tonumber(ARGV[2])
 local nsk = k_ns(B)
-for _, ns in ipairs(redis.call('SMEMBERS', nsk)) do
-  local ne = esc(ns)
-  local reg = k_reg(B, ne)
-  local bk = k_blobs(B, ne)
-  local ids = redis.call('ZREVRANGEBYLEX', reg, '+', '-')
-  local keep = {}
-  for i = 1, math.min(keep_n, #ids) do
-    keep[ids[i]] = true
-    local counters = redis.call('HGET', k_cp(B, ne, ids[i]), 'm:counters_since_delta_snapshot')
-    if counters then
-      local remaining, n = {}, 0
-      for ch, _ in pairs(cjson.decode(counters)) do
-        remaining[esc(ch) .. ':'] = true
-        n = n + 1
-      end
-      local cur = ids[i]
-      while n > 0 and cur and cur ~= '' do
-        local ck = k_cp(B, ne, cur)
-        local list = redis.call('HGET', ck, 'blobs')
-        if not list then break end
-        keep[cur] = true
-        for _, f in ipairs(split(list)) do
-          local head = string.sub(f, 1, string.find(f, ':', 1, true))
-          if remaining[head] and redis.call('HEXISTS', bk, f) == 1 then
-            remaining[head] = nil
-            n = n - 1
-          end
-        end
-        cur = redis.call('HGET', ck, 'parent')
-      end
-    end
-  end
-  for _, id in ipairs(ids) do
-    if not keep[id] then drop_checkpoint(B, ne, id) end
-  end
-  settle(B, ns)
-end
+for _, ns in ipairs(redis.call('SMEMBERS', nsk)) do prune_ns(B, ns, keep_n) end
 return redis.call('SCARD', nsk)
 """,
 )
@@ -389,10 +427,11 @@ return cmsgpack.pack(out)  -- one string, parsed in C (see finish_entries)
 
 APPLY = LuaScript(
     "apply",
-    _TOUCH
+    _COMMON
     + r"""
 -- ARGV: groups of (n, command, n - 1 arguments). Pseudo commands: '__touch__' renews
--- a thread's TTL; '__require__' (key, fields...) names hash fields that must exist,
+-- a thread's TTL; '__retain__' (handle, ns, keep) prunes a namespace after a put;
+-- '__require__' (key, fields...) names hash fields that must exist,
 -- checked before anything is written: where one is missing nothing is applied and
 -- the answer is {missing fields}. One script call = one atomic write on one slot.
 local groups = {}
@@ -419,6 +458,9 @@ for _, g in ipairs(groups) do
     out[#out + 1] = 1
   elseif name == '__touch__' then
     touch(ARGV[g[1] + 1], tonumber(ARGV[g[1] + 2]))
+    out[#out + 1] = 1
+  elseif name == '__retain__' then
+    retain(ARGV[g[1] + 1], ARGV[g[1] + 2], tonumber(ARGV[g[1] + 3]))
     out[#out + 1] = 1
   else
     out[#out + 1] = redis.call(unpack(ARGV, g[1], g[2]))

@@ -19,7 +19,7 @@ from .detector import Capabilities, ModeLog, detect, probe_modes
 from .errors import DurabilityError, pool_exhausted
 from .failures import Failure, classify
 from .keys import KeyLayout, ThreadKeys
-from .options import TTL, Durability
+from .options import TTL, Durability, Retention
 from .plan import (
     Arg,
     Call,
@@ -83,6 +83,8 @@ class Session:
     use_search: bool | None = None
     """Forced by the user: False never creates or queries an index."""
     durability: Durability | None = None
+    retention: Retention | None = None
+    """Every put prunes its namespace to this many checkpoints, in its own write."""
     list_deltas: bool = True
     """Store a list that grew by appending as the appended items (see deltas.py)."""
     lists: deltas.ListBases = field(default_factory=deltas.ListBases)

@@ -18,7 +18,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from . import codec, deltas, search, validation
+from . import codec, deltas, perkey, scripts, search, validation
 from .keys import ThreadKeys, blob_field, write_field
 from .plan import (
     Arg,
@@ -26,6 +26,7 @@ from .plan import (
     Command,
     Plan,
     Require,
+    ScriptCall,
     WriteMode,
     one,
     refused,
@@ -228,6 +229,8 @@ class Writes(Session):
             Command.of("ZADD", keys.registry(ns), 0, cid),  # published last
         ]
         del fields
+        retain = self._retain_call(keys, ns)
+        retained = [retain] if retain is not None and self.mode.scripts else []
         while True:
             # a (channel, version) names one value: the first stored stays, so no
             # later write changes what a stored checkpoint (or a delta on it) reads
@@ -237,19 +240,31 @@ class Writes(Session):
             bases = values.bases()
             if bases:  # a delta is written only where its base still exists
                 calls.insert(0, Require(keys.blobs(ns), bases))
-            replies = yield from self._publish(thread_id, keys, [*calls, *checkpoint_calls])
+            replies = yield from self._publish(
+                thread_id, keys, [*calls, *checkpoint_calls, *retained]
+            )
             gone = set(refused(calls, replies))
             if not gone:
                 break
             # another process deleted or pruned the bases (or a failover lost them)
             # since this process wrote them: nothing was applied; store those whole
             values.store_whole(gone)
+        if retain is not None and not retained:  # no script to prune inside the write
+            yield from perkey.retain(retain)
         stored = dict(zip(values.frames, replies[1 if bases else 0 :], strict=False))
         for f, (channel, written, _) in values.lists.items():
             if stored.get(f):  # HSETNX: 1, or True through redis-py's reply callback
                 self.lists.remember(thread_id, ns, channel, written)
             else:  # the field held a value already: this process's bytes may not be it
                 self.lists.forget_channel(thread_id, ns, channel)
+
+    def _retain_call(self, keys: ThreadKeys, ns: str) -> ScriptCall | None:
+        """Retention on write: the namespace pruned to ``keep_last`` (see prune)."""
+        if self.retention is None:
+            return None
+        return ScriptCall(
+            scripts.RETAIN, (keys.namespaces,), (keys.handle, ns, self.retention.keep_last)
+        )
 
     def put_writes(
         self,
