@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := redis-server nutcracker postgresql
 TOPOLOGY ?= cluster
 
-.PHONY: venv system-deps lint unit integration langgraph-tests test demo bench bench-cross-thread bench-pool bench-graphs soak cluster-up cluster-down cluster-status clean
+.PHONY: venv system-deps lint unit integration langgraph-tests test demo bench bench-cross-thread bench-pool bench-graphs bench-retention soak cluster-up cluster-down cluster-status clean
 
 venv: $(STAMP)
 
@@ -77,6 +77,10 @@ bench-pool: venv
 # loopback and behind the harness's latency proxy (0.5 and 2 ms RTT).
 bench-graphs: venv system-deps
 	$(PY) -m benchmarks.graphs
+
+# A 10,000-step thread with retention={"keep_last": 10} against one without.
+bench-retention: venv
+	$(PY) -m benchmarks.retention
 
 soak: venv system-deps
 	$(PY) -m benchmarks.soak
