@@ -87,7 +87,8 @@ def main() -> None:
         f"{os.cpu_count()} cores, Python {platform.python_version()}, valkey on loopback"
     )
     print(
-        "| saver | memory at step 100 | at the last step | ratio | put p50 ms, steps 100-200 / last 100 |"
+        "| saver | memory at step 100 | at the last step | ratio | "
+        "put p50 ms, steps 100-200 / last 100 |"
     )
     print("|---|---|---|---|---|")
     for name, r in ((f"keep_last={args.keep}", kept), ("no retention", whole)):
