@@ -190,7 +190,7 @@ def migrate(saver: RedisClusterSaver, options: argparse.Namespace) -> int:
         report = run(
             source,
             saver,
-            progress=lambda xs, total: tqdm(xs, total=total, unit="thread"),
+            progress=lambda xs, total: tqdm(xs, total=total, unit="thread", file=sys.stderr),
         )
         print(
             f"threads {report.threads}, namespaces {report.namespaces}, checkpoints migrated "

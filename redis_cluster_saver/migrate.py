@@ -31,8 +31,8 @@ from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 
 from .saver import RedisClusterSaver
 
-Progress = Callable[[Iterable[str], int], Iterable[str]]
-"""Wraps the list of thread ids, e.g. ``lambda xs, total: tqdm(xs, total=total)``."""
+Progress = Callable[..., Iterable[str]]
+"""Wraps the list of thread ids, called as ``progress(ids, total=n)``: ``tqdm`` itself."""
 
 
 class MigrationSourceError(ValueError):
@@ -242,8 +242,9 @@ def _task_paths(source: BaseCheckpointSaver[Any], thread: str) -> dict[tuple[str
     try:
         if kind.startswith("langgraph.checkpoint.postgres"):
             conn: Any = source.conn  # type: ignore[attr-defined]
-            with conn.cursor() as cur:
-                cur.execute(
+            pooled = hasattr(conn, "connection")  # a psycopg_pool.ConnectionPool
+            with conn.connection() if pooled else contextlib.nullcontext(conn) as c:
+                cur = c.execute(
                     "SELECT checkpoint_ns, checkpoint_id, task_id, task_path "
                     "FROM checkpoint_writes WHERE thread_id = %s",
                     (thread,),
@@ -316,7 +317,7 @@ def migrate(
     found = thread_namespaces(source)
     names = sorted(found) if threads is None else [t for t in threads if t in found]
     report.threads = len(names)
-    for thread in progress(names, len(names)) if progress else names:
+    for thread in progress(names, total=len(names)) if progress else names:
         report.namespaces += len(found[thread])
         paths = _task_paths(source, thread)
         for t in _in_order(_thread_tuples(source, thread, found[thread])):

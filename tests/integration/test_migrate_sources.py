@@ -18,6 +18,7 @@ import pytest
 from redis_cluster_saver import RedisClusterSaver
 from redis_cluster_saver.migrate import (
     MigrationSourceError,
+    _task_paths,
     migrate,
     source_saver,
     thread_namespaces,
@@ -77,6 +78,8 @@ def test_migrate_from_another_saver(
         found = thread_namespaces(writer)
         assert sorted(found) == sorted(THREADS)
         assert any(ns for ns in found["paused-sub"]), "the subgraph's own namespace"
+        if kind != "valkey":  # PostgreSQL and SQLite keep task paths, and they are read
+            assert any(_task_paths(writer, "paused-worker").values())
         total = sum(
             1
             for t in THREADS
