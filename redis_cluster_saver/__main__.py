@@ -175,7 +175,7 @@ def migrate(saver: RedisClusterSaver, options: argparse.Namespace) -> int:
     """Copy every thread of the LangGraph saver on --from into this saver."""
     from tqdm import tqdm
 
-    from .migrate import MigrationSourceError, source_saver, verify
+    from .migrate import MigrationSourceError, redact, source_saver, verify
     from .migrate import migrate as run
 
     with contextlib.ExitStack() as stack:
@@ -185,7 +185,8 @@ def migrate(saver: RedisClusterSaver, options: argparse.Namespace) -> int:
             print(f"migrate: {exc}", file=sys.stderr)
             return UNUSABLE
         except Exception as exc:  # the source's own driver: psycopg, valkey, redis
-            print(f"cannot use {options.source}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            source_url = redact(options.source)
+            print(f"cannot use {source_url}: {type(exc).__name__}: {exc}", file=sys.stderr)
             return UNUSABLE
         report = run(
             source,

@@ -24,6 +24,7 @@ import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,6 +51,16 @@ class MigrationReport:
 
 
 # --------------------------------------------------------------------------- sources
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
 
 
 def _need(package: str, scheme: str, exc: ImportError) -> MigrationSourceError:
@@ -121,7 +132,7 @@ def _postgres(url: str) -> Iterator[BaseCheckpointSaver[Any]]:
         conn.execute("SET default_transaction_read_only = on")
         found = conn.execute("SELECT to_regclass('checkpoints') AS t").fetchone()
         if not found or found["t"] is None:
-            raise MigrationSourceError(f"no LangGraph checkpoints table at {url}")
+            raise MigrationSourceError(f"no LangGraph checkpoints table at {redact(url)}")
         yield PostgresSaver(conn)
     finally:
         conn.close()
@@ -147,12 +158,18 @@ def _sqlite(url: str) -> Iterator[BaseCheckpointSaver[Any]]:
     found = next((p for p in candidates if p and os.path.isfile(p)), None)
     if found is None:
         raise MigrationSourceError(f"no SQLite file at {url!r} (tried {', '.join(candidates)})")
-    conn = sqlite3.connect(f"file:{found}?mode=ro", uri=True, check_same_thread=False)
+    uri = Path(found).resolve().as_uri() + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-        if "checkpoints" not in tables:
+        if "checkpoints" not in tables or "writes" not in tables:
             raise MigrationSourceError(f"no LangGraph checkpoints table in {found}")
-        yield SqliteSaver(conn)
+        saver = SqliteSaver(conn)
+        # its setup() (run on first use) writes: PRAGMA journal_mode=WAL, CREATE TABLE
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(writes)")}
+        saver._has_task_path = "task_path" in columns
+        saver.is_setup = True
+        yield saver
     finally:
         conn.close()
 

@@ -147,3 +147,27 @@ def test_a_missing_package_is_named(
     monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(MigrationSourceError, match=f"needs .*{package}.*pip install"):
         source_saver(url).__enter__()
+
+
+def test_a_sqlite_file_in_rollback_journal_mode_reads_without_writing(tmp_path: Path) -> None:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    path = tmp_path / "odd name?#.db"
+    conn = sqlite3.connect(path, check_same_thread=False)
+    writer = SqliteSaver(conn)
+    writer.setup()
+    cp = empty_checkpoint()
+    writer.put({"configurable": {"thread_id": "t", "checkpoint_ns": ""}}, cp, {}, {})
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.close()
+    before = path.read_bytes()
+    with source_saver(f"sqlite:///{path}") as saver:
+        assert thread_namespaces(saver) == {"t": {""}}
+    assert path.read_bytes() == before and not (tmp_path / "odd name?#.db-wal").exists()
+
+
+def test_passwords_stay_out_of_messages() -> None:
+    from redis_cluster_saver.migrate import redact
+
+    assert redact("postgresql://u:secret@h:5432/db") == "postgresql://u:***@h:5432/db"
+    assert redact("valkey://h:1/0") == "valkey://h:1/0"
