@@ -44,6 +44,14 @@ class MixedState(TypedDict, total=False):
     verdict: str
 
 
+class PlainMixedState(TypedDict, total=False):
+    topic: str
+    items: list[str]
+    results: Annotated[list[str], operator.add]
+    log: Annotated[list[str], operator.add]
+    verdict: str
+
+
 class ReviewState(TypedDict, total=False):
     topic: str
     notes: Annotated[list[str], operator.add]
@@ -55,17 +63,18 @@ class Job(TypedDict):
     idx: int
 
 
-def build_mixed_graph(saver: BaseCheckpointSaver[Any]) -> Any:
+def build_mixed_graph(saver: BaseCheckpointSaver[Any], delta: bool = True) -> Any:
     """plan -> Send(worker) per item -> review (subgraph: draft -> approve[interrupt])
-    -> finish. Only sequential nodes write the DeltaChannel ``log``."""
+    -> finish. Only sequential nodes write the DeltaChannel ``log`` (a plain reducer
+    channel with ``delta=False``)."""
 
-    def plan(state: MixedState) -> MixedState:
+    def plan(state: Any) -> dict[str, Any]:
         return {"log": [f"plan:{state['topic']}"]}
 
-    def route(state: MixedState) -> list[Send]:
+    def route(state: Any) -> list[Send]:
         return [Send("worker", {"item": it, "idx": i}) for i, it in enumerate(state["items"])]
 
-    def worker(state: Job) -> MixedState:
+    def worker(state: Job) -> dict[str, Any]:
         item = state["item"]
         if item == "ask":
             item = interrupt({"idx": state["idx"]})
@@ -85,13 +94,13 @@ def build_mixed_graph(saver: BaseCheckpointSaver[Any]) -> Any:
     review.add_edge("draft", "approve")
     review.add_edge("approve", END)
 
-    def gather(state: MixedState) -> MixedState:
+    def gather(state: Any) -> dict[str, Any]:
         return {"log": [f"gathered:{len(state['results'])}"]}
 
-    def finish(state: MixedState) -> MixedState:
+    def finish(state: Any) -> dict[str, Any]:
         return {"log": [f"finish:{state.get('verdict')}"]}
 
-    g = StateGraph(MixedState)
+    g = StateGraph(MixedState if delta else PlainMixedState)
     g.add_node("plan", plan)
     g.add_node("worker", worker)
     g.add_node("gather", gather)
@@ -110,9 +119,9 @@ def cfg(thread: str) -> Any:
     return {"configurable": {"thread_id": thread}}
 
 
-def populate(saver: BaseCheckpointSaver[Any]) -> None:
+def populate(saver: BaseCheckpointSaver[Any], delta: bool = True) -> None:
     """The threads of ``THREADS`` on ``saver``, through the mixed graph."""
-    graph = build_mixed_graph(saver)
+    graph = build_mixed_graph(saver, delta)
     done, worker, sub, forked, odd = (cfg(t) for t in THREADS)
     for config in (done, forked, odd):
         graph.invoke({"topic": "t", "items": ["a", "b"]}, config)
@@ -125,9 +134,9 @@ def populate(saver: BaseCheckpointSaver[Any]) -> None:
     graph.update_state(past.config, {"results": ["forked"]}, as_node="worker")
 
 
-def resume(saver: BaseCheckpointSaver[Any]) -> dict[str, Any]:
+def resume(saver: BaseCheckpointSaver[Any], delta: bool = True) -> dict[str, Any]:
     """Resume the two paused threads; their final values."""
-    graph = build_mixed_graph(saver)
+    graph = build_mixed_graph(saver, delta)
     out = {}
     for thread, answer in (("paused-worker", "answered"), ("paused-sub", "fine")):
         graph.invoke(Command(resume=answer), cfg(thread))
@@ -140,10 +149,10 @@ def resume(saver: BaseCheckpointSaver[Any]) -> dict[str, Any]:
     return out
 
 
-def states(saver: BaseCheckpointSaver[Any], thread: str) -> dict[str, Any]:
+def states(saver: BaseCheckpointSaver[Any], thread: str, delta: bool = True) -> dict[str, Any]:
     """What a graph sees of a thread: its state with subgraphs, its history, each
     subgraph namespace's history, and every checkpoint's pending writes."""
-    graph = build_mixed_graph(saver)
+    graph = build_mixed_graph(saver, delta)
     state = graph.get_state(cfg(thread), subgraphs=True)
     history = list(graph.get_state_history(cfg(thread)))
     subs = []
