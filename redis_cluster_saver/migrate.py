@@ -265,7 +265,7 @@ def _task_paths(source: BaseCheckpointSaver[Any], thread: str) -> dict[tuple[str
     try:
         if kind.startswith("langgraph.checkpoint.postgres"):
             conn: Any = source.conn  # type: ignore[attr-defined]
-            pooled = hasattr(conn, "connection")  # a psycopg_pool.ConnectionPool
+            pooled = hasattr(conn, "getconn")  # a psycopg_pool.ConnectionPool
             with conn.connection() if pooled else contextlib.nullcontext(conn) as c:
                 cur = c.execute(
                     "SELECT checkpoint_ns, checkpoint_id, task_id, task_path "
