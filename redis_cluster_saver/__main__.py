@@ -1,13 +1,15 @@
 """``redis-cluster-saver`` / ``python -m redis_cluster_saver``: look at checkpoints.
 
 Exit codes scripts can use: 0 done, 1 no such thread or checkpoint (or, for
-``migrate --verify``, threads that differ), 2 the server cannot be used
-(unreachable, refused) or the arguments are wrong.
+``migrate --verify``, threads that differ; for ``export``, a channel without
+messages), 2 the server or the source cannot be used (unreachable, refused) or the
+arguments are wrong.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -170,25 +172,98 @@ def copy(saver: RedisClusterSaver, options: argparse.Namespace) -> int:
 
 
 def migrate(saver: RedisClusterSaver, options: argparse.Namespace) -> int:
-    """Copy every thread of langgraph-checkpoint-redis on --from into this saver."""
+    """Copy every thread of the LangGraph saver on --from into this saver."""
     from tqdm import tqdm
 
+    from .migrate import MigrationSourceError, redact, source_saver, verify
     from .migrate import migrate as run
-    from .migrate import reference_saver, verify
 
-    source = reference_saver(options.source)
-    report = run(source, saver, progress=lambda xs, total: tqdm(xs, total=total, unit="thread"))
+    with contextlib.ExitStack() as stack:
+        try:
+            source = stack.enter_context(source_saver(options.source))
+        except MigrationSourceError as exc:
+            print(f"migrate: {exc}", file=sys.stderr)
+            return UNUSABLE
+        except Exception as exc:  # the source's own driver: psycopg, valkey, redis
+            source_url = redact(options.source)
+            print(f"cannot use {source_url}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return UNUSABLE
+        report = run(
+            source,
+            saver,
+            progress=lambda xs, total: tqdm(xs, total=total, unit="thread", file=sys.stderr),
+        )
+        print(
+            f"threads {report.threads}, namespaces {report.namespaces}, checkpoints migrated "
+            f"{report.migrated}, already here {report.already_there}, pending writes "
+            f"{report.writes}"
+        )
+        if options.verify:
+            differ = verify(source, saver)
+            print(f"verified {report.threads} threads: {len(differ)} differ")
+            for thread in differ[:20]:
+                print(f"  differs: {thread}")
+            return 1 if differ else 0
+    return 0
+
+
+def export(saver: RedisClusterSaver, options: argparse.Namespace) -> int:
+    """A thread's messages as of a checkpoint (the latest by default), or every thread's."""
+    from .export import ExportError, conversation_of
+
+    if options.all_threads:
+        return _export_all(saver, options)
+    if not options.thread:
+        print("export: give a THREAD or --all-threads", file=sys.stderr)
+        return UNUSABLE
+    conf: dict[str, Any] = {"thread_id": options.thread, "checkpoint_ns": options.ns}
+    if options.checkpoint:
+        conf["checkpoint_id"] = options.checkpoint
+    try:
+        _, messages = conversation_of(saver, {"configurable": conf}, options.channel)
+    except ExportError as exc:
+        print(f"export: {exc}", file=sys.stderr)
+        return NOT_FOUND
+    if options.format == "json":
+        print(json.dumps(messages, default=repr, ensure_ascii=False, indent=2))
+    else:
+        for message in messages:
+            print(json.dumps(message, default=repr, ensure_ascii=False))
+    return 0
+
+
+def _export_all(saver: RedisClusterSaver, options: argparse.Namespace) -> int:
+    """One object per thread: ``{"thread_id", "checkpoint_id", "messages"}``; threads
+    whose latest checkpoint has no such channel are skipped and counted on stderr."""
+    from tqdm import tqdm
+
+    from .export import ExportError, conversation_of
+
+    docs, skipped = [], 0
+    names = sorted(saver.list_threads())
+    for thread in tqdm(names, total=len(names), unit="thread", file=sys.stderr):
+        config: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": options.ns}}
+        try:
+            t, messages = conversation_of(saver, config, options.channel)
+        except ExportError:
+            skipped += 1
+            continue
+        doc = {
+            "thread_id": thread,
+            "checkpoint_id": t.config["configurable"]["checkpoint_id"],
+            "messages": messages,
+        }
+        if options.format == "json":
+            docs.append(doc)
+        else:
+            print(json.dumps(doc, default=repr, ensure_ascii=False), flush=True)
+    if options.format == "json":
+        print(json.dumps(docs, default=repr, ensure_ascii=False, indent=2))
+    exported = len(names) - skipped
     print(
-        f"threads {report.threads}, checkpoints migrated {report.migrated}, already here "
-        f"{report.already_there}, pending writes {report.writes}"
+        f"exported {exported} thread(s); skipped {skipped} without messages in {options.channel!r}",
+        file=sys.stderr,
     )
-    if options.verify:
-        threads = sorted({t.config["configurable"]["thread_id"] for t in source.list(None)})
-        differ = verify(source, saver, threads)
-        print(f"verified {len(threads)} threads: {len(differ)} differ")
-        for thread in differ[:20]:
-            print(f"  differs: {thread}")
-        return 1 if differ else 0
     return 0
 
 
@@ -217,9 +292,23 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("prune", help="keep the newest checkpoints of threads")
     r.add_argument("threads", nargs="+")
     r.add_argument("--keep-last", type=int, required=True)
-    m = sub.add_parser("migrate", help="copy threads of langgraph-checkpoint-redis into --url")
-    m.add_argument("--from", dest="source", required=True, help="URL the older saver uses")
+    m = sub.add_parser("migrate", help="copy every thread of another LangGraph saver into --url")
+    m.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        help="postgresql://..., sqlite:///path, valkey://... or redis://... (the older saver)",
+    )
     m.add_argument("--verify", action="store_true", help="compare every thread afterwards")
+    e = sub.add_parser("export", help="a thread's messages (latest checkpoint by default)")
+    e.add_argument("thread", nargs="?")
+    e.add_argument("--checkpoint", help="a checkpoint id (default: the latest)")
+    e.add_argument("--ns", default="", help="checkpoint namespace")
+    e.add_argument("--channel", default="messages", help="the channel holding the messages")
+    e.add_argument("--format", choices=["jsonl", "json"], default="jsonl")
+    e.add_argument(
+        "--all-threads", action="store_true", help="every thread: one JSON object per thread"
+    )
     c = sub.add_parser("copy", help="copy a thread with its whole history")
     c.add_argument("source")
     c.add_argument("target")
@@ -235,6 +324,7 @@ COMMANDS = {
     "prune": prune,
     "copy": copy,
     "migrate": migrate,
+    "export": export,
 }
 
 
