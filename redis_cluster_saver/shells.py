@@ -1,9 +1,10 @@
 """Thin shells that drive plans over a redis-py client: one sync, one asyncio.
 
-Everything that does not wait on the network (how a trip is queued, how an
-atomic trip becomes a script where MULTI is refused) lives in :class:`Shell`;
-the two subclasses only send. Errors are thrown into the plan, so a plan that
-probes (the detector) can catch a refusal where it happens.
+What goes on the wire is decided by :mod:`.lowering`; the shells put each lowered
+trip on their client (one command, a pipeline, MULTI/EXEC, a node's connection) and
+hand the replies back. What the two share that does not wait on the network lives in
+:class:`Shell`. Errors are thrown into the plan, so a plan that probes (the detector)
+can catch a refusal where it happens.
 """
 
 from __future__ import annotations
@@ -349,15 +350,14 @@ except ImportError:  # pragma: no cover - hiredis is an optional extra
 
 
 class AsyncShell(Shell):
-    """Writes go as one same-slot script rather than MULTI/EXEC: as atomic and also
-    one round trip, and cheaper on the client. redis-py's asyncio transaction costs
-    more than its sync one (a put + put_writes: 0.99 ms against 0.79 ms as a script),
-    and on a cluster it resolves the slot of each queued command on a thread of its
-    own (4.3 ms a put instead of 0.9 ms). Where scripts are refused, MULTI it is."""
+    """The asyncio shell. Script calls go straight to their node on one shared,
+    pipelined connection (pipes.py) rather than through redis-py's per-command path;
+    redis-py's asyncio MULTI, used only where scripts are refused, costs more than its
+    sync one and on a cluster resolves each queued command's slot on a thread of its
+    own (4.3 ms a put, against 0.9 ms as a script)."""
 
     def __init__(self, client: Any, mode: Mode | None = None) -> None:
         super().__init__(client, mode)
-        self.script_writes = True
         self.nodes: dict[str, Any] = {}
         self.using: dict[Any, int] = {}  # per-node client -> trips running on it
         self.retired: set[Any] = set()  # forgotten clients, closed when unused
