@@ -436,7 +436,8 @@ async def test_cross_thread_under_least_privilege(acl_user: AclUser) -> None:
 
 def test_maintenance_under_least_privilege(acl_user: AclUser) -> None:
     """What the conformance suite does not reach: TTL renewal (PEXPIRE), unused channel
-    values dropped (HKEYS/HDEL), DeltaChannel ancestors kept by prune (HEXISTS)."""
+    values dropped (HKEYS/HDEL), DeltaChannel ancestors kept by prune (HEXISTS), and
+    retention on write."""
     user = acl_user
     ttl = {"default_ttl": 5, "refresh_on_read": True}
     with RedisClusterSaver.from_conn_string(user.url, key_prefix=user.prefix, ttl=ttl) as saver:
@@ -456,6 +457,12 @@ def test_maintenance_under_least_privilege(acl_user: AclUser) -> None:
         saver.prune(["gone"], strategy="delete")
         saver.delete_thread("copied")
         assert saver.get_tuple(conf("gone")) is None and saver.get_tuple(conf("copied")) is None
+    kept_options: Any = {"key_prefix": user.prefix, "ttl": ttl, "retention": {"keep_last": 1}}
+    with RedisClusterSaver.from_conn_string(user.url, **kept_options) as saver:  # retention
+        stored = saver.put(conf("kept"), cp(0), {"step": 0}, {"messages": 1})
+        saver.put_writes(stored, [("messages", 1)], "task")
+        stored = saver.put(stored, cp(1), {"step": 1}, {"messages": 2})
+        assert [t.config for t in saver.list(conf("kept"))] == [stored]
     with user.admin() as admin:
         left = list(admin.scan_iter(match=f"{user.prefix}:*", count=1000))
         threads = [k for k in left if b":dir:" not in k]  # the directory does not expire
