@@ -79,13 +79,17 @@ class Saver:
 
 
 @contextlib.asynccontextmanager
-async def ours_async(servers: Servers) -> AsyncIterator[Any]:
-    saver = AsyncRedisClusterSaver(servers.redis, key_prefix=f"o{uuid.uuid4().hex[:6]}")
+async def _ours_on(url: str, tag: str) -> AsyncIterator[Any]:
+    saver = AsyncRedisClusterSaver(url, key_prefix=f"{tag}{uuid.uuid4().hex[:6]}")
     await saver.asetup()
     try:
         yield saver
     finally:
         await saver.aclose()
+
+
+def ours_async(servers: Servers) -> contextlib.AbstractAsyncContextManager[Any]:
+    return _ours_on(servers.redis, "o")
 
 
 @contextlib.asynccontextmanager
@@ -96,15 +100,9 @@ async def ours_sync(servers: Servers) -> AsyncIterator[Any]:
         yield saver
 
 
-@contextlib.asynccontextmanager
-async def ours_cluster(servers: Servers) -> AsyncIterator[Any]:
+def ours_cluster(servers: Servers) -> contextlib.AbstractAsyncContextManager[Any]:
     assert servers.cluster is not None
-    saver = AsyncRedisClusterSaver(servers.cluster, key_prefix=f"c{uuid.uuid4().hex[:6]}")
-    await saver.asetup()
-    try:
-        yield saver
-    finally:
-        await saver.aclose()
+    return _ours_on(servers.cluster, "c")
 
 
 @contextlib.asynccontextmanager

@@ -48,6 +48,23 @@ def threads_on_one_node(saver: AsyncRedisClusterSaver, n: int) -> tuple[Any, lis
     return node, found
 
 
+def drop_the_first_flushed_connection(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The first shared connection to write its calls dies right after (the calls
+    sent, no reply to come): the connections it took, for the test to check."""
+    flush = NodePipe.flush
+    dropped: list[Any] = []
+
+    def flush_then_drop(pipe: NodePipe) -> None:
+        conn = pipe.conn
+        flush(pipe)
+        if not dropped and conn is not None:
+            dropped.append(conn)
+            conn._writer.transport.abort()
+
+    monkeypatch.setattr(NodePipe, "flush", flush_then_drop)
+    return dropped
+
+
 async def test_calls_in_flight_to_a_node_share_a_write_and_each_gets_its_reply(
     saver: AsyncRedisClusterSaver, sent: list[bytes]
 ) -> None:
@@ -77,17 +94,7 @@ async def test_a_connection_lost_with_calls_in_flight_sends_them_through_the_cli
         return await execute(*args, **kwargs)
 
     monkeypatch.setattr(saver.client, "execute_command", counted)
-    flush = NodePipe.flush
-    dropped: list[Any] = []
-
-    def flush_then_drop(pipe: NodePipe) -> None:  # the connection dies, the calls sent
-        conn = pipe.conn
-        flush(pipe)
-        if not dropped and conn is not None:
-            dropped.append(conn)
-            conn._writer.transport.abort()
-
-    monkeypatch.setattr(NodePipe, "flush", flush_then_drop)
+    dropped = drop_the_first_flushed_connection(monkeypatch)
     tuples = await asyncio.gather(*(saver.aget_tuple(config(t)) for t in threads))
     assert [t.checkpoint["channel_values"] for t in tuples if t] == [{"n": i} for i in range(20)]
     assert dropped and through_client and set(through_client) == {"EVALSHA"}
@@ -179,17 +186,7 @@ async def test_a_single_endpoints_shared_connection_lost_sends_the_calls_again(
     threads = [f"l{i}" for i in range(20)]
     for i, t in enumerate(threads):
         await single.aput(config(t), checkpoint(i), {"i": i}, {"n": 1})
-    flush = NodePipe.flush
-    dropped: list[Any] = []
-
-    def flush_then_drop(pipe: NodePipe) -> None:
-        conn = pipe.conn
-        flush(pipe)
-        if not dropped and conn is not None:
-            dropped.append(conn)
-            conn._writer.transport.abort()
-
-    monkeypatch.setattr(NodePipe, "flush", flush_then_drop)
+    dropped = drop_the_first_flushed_connection(monkeypatch)
     tuples = await asyncio.gather(*(single.aget_tuple(config(t)) for t in threads))
     assert dropped
     assert [t.checkpoint["channel_values"] for t in tuples if t] == [{"n": i} for i in range(20)]
