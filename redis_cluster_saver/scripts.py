@@ -195,13 +195,15 @@ local function retain(B, ns, keep_n)
   if #ids == 0 then return end
   local oldest = ids[1]
   for _, w in ipairs(redis.call('SMEMBERS', wk)) do
-    local id = string.sub(w, #head + 1)
-    if string.find(id, '%', 1, true) then
-      id = string.gsub(id, '%%(%x%x)', function(h) return string.char(tonumber(h, 16)) end)
-    end
-    if string.sub(w, 1, #head) == head and id < oldest then
-      redis.call('DEL', w)
-      redis.call('SREM', wk, w)
+    if string.sub(w, 1, #head) == head then  -- this namespace's: its id unescaped
+      local id = string.sub(w, #head + 1)
+      if string.find(id, '%', 1, true) then
+        id = string.gsub(id, '%%(%x%x)', function(h) return string.char(tonumber(h, 16)) end)
+      end
+      if id < oldest then
+        redis.call('DEL', w)
+        redis.call('SREM', wk, w)
+      end
     end
   end
 end
