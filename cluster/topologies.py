@@ -496,6 +496,9 @@ def build_sentinel(launch: _Launch) -> Deployment:
         binary, "replica", r_port, "replica", modules=True,
         extra_args=["--replicaof", HOST, str(p_port)],
     )  # fmt: skip
+    # the servers answer before the sentinels start: a primary still loading its
+    # modules when they look would be down past down-after-milliseconds, and failed over
+    wait_pingable([primary, replica], launch.procs)
     sentinels: list[Node] = []
     for i, (port, myid) in enumerate(zip(s_ports, ids, strict=True)):
         name = f"sentinel{i}"
