@@ -194,7 +194,7 @@ class BothStyles(RedisClusterSaver):
     async def aget_tuple(self, config: Any) -> Any:
         return self.get_tuple(config)
 
-    async def alist(self, config: Any, **kwargs: Any) -> AsyncIterator[Any]:  # type: ignore[override]
+    async def alist(self, config: Any, **kwargs: Any) -> AsyncIterator[Any]:
         for item in self.list(config, **kwargs):
             yield item
 

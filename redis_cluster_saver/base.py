@@ -128,7 +128,7 @@ class SaverBase(BaseCheckpointSaver[str]):
     def get_next_version(self, current: str | None, channel: None = None) -> str:
         return next_version(current)
 
-    @property  # type: ignore[override]
+    @property
     def serde(self) -> SerializerProtocol:
         """The serializer of every read and write. Assigning one (as LangGraph's own
         fixtures do, ``saver.serde = EncryptedSerializer(...)``) takes effect at once:

@@ -132,7 +132,7 @@ def _default_reducer() -> Reducer:
             "rebuilding a DeltaChannel of messages needs langgraph (pip install langgraph) "
             "or a reducer passed in"
         ) from exc
-    return add_messages  # type: ignore[return-value]
+    return add_messages
 
 
 def channel_value(

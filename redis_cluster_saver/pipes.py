@@ -29,6 +29,8 @@ from typing import Any
 
 from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
+from .compat import should_reconnect
+
 
 class NodePipe:
     """The calls in flight to one node on one connection (one at a time)."""
@@ -72,7 +74,7 @@ class NodePipe:
         conn = self.conn
         if conn is None:
             return self.shared
-        return not (self.broken or conn.should_reconnect())
+        return not (self.broken or should_reconnect(conn))
 
     def send(self, packet: list[bytes]) -> asyncio.Future[Any] | None:
         """Queue ``packet`` (one command) on the open connection: the future of its
@@ -201,7 +203,7 @@ class PoolNode:
         return lend() if lend is not None else self.pool.get_available_connection()
 
     async def disconnect_if_needed(self, conn: Any) -> None:
-        if conn.should_reconnect():
+        if should_reconnect(conn):
             await conn.disconnect()
 
     def release(self, conn: Any) -> None:

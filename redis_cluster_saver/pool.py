@@ -26,6 +26,7 @@ import redis.asyncio
 import redis.asyncio.sentinel
 import redis.sentinel
 
+from .compat import is_connected, should_reconnect
 from .errors import PoolTimeoutError
 from .plan import Call, Command, RoundTrip, keys_of
 
@@ -115,7 +116,7 @@ class QueuedPool(redis.BlockingConnectionPool):
             conn = self._kept.pop() if self._kept else None
         try:
             if conn is not None and self.pid == os.getpid():
-                if not conn.is_connected:
+                if not is_connected(conn):
                     conn.connect()
                 return conn
             return super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
@@ -129,7 +130,7 @@ class QueuedPool(redis.BlockingConnectionPool):
                 self._asking -= 1
 
     def release(self, connection: Any) -> None:
-        if self.pid == os.getpid() and not connection.should_reconnect():
+        if self.pid == os.getpid() and not should_reconnect(connection):
             with self._keeping:
                 if not self._asking and not self._kept:
                     self._kept.append(connection)
@@ -154,7 +155,7 @@ class AsyncQueuedPool(redis.asyncio.BlockingConnectionPool):
         try:
             if self._kept:
                 conn = self._kept.pop()
-                if not conn.is_connected:
+                if not is_connected(conn):
                     await conn.connect()
                 return conn
             return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
@@ -174,7 +175,7 @@ class AsyncQueuedPool(redis.asyncio.BlockingConnectionPool):
         return self.get_available_connection()  # type: ignore[no-untyped-call]
 
     async def release(self, connection: Any) -> None:
-        if not self._asking and not self._kept and not connection.should_reconnect():
+        if not self._asking and not self._kept and not should_reconnect(connection):
             self._kept.append(connection)
             return
         await super().release(connection)

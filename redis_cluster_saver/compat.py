@@ -1,0 +1,31 @@
+"""What differs between the redis-py versions the package allows (``redis>=6.3,<9``).
+
+The saver reaches past redis-py's public client API in a few places for speed (its
+pools lend the last connection straight back; the asyncio shell shares a node's
+connection): those places ask here rather than assume one version's internals.
+Each answer is found by feature, once, not by version number; the compatibility
+job of ``make test`` runs the suite on the oldest redis-py declared and on a 7.x.
+
+- ``should_reconnect()`` arrived in 7.0 (connections a maintenance notification or
+  a topology change marks stale); before it no connection is ever so marked.
+- The sync ``Connection.is_connected`` property arrived in 8.0; before it a
+  connection is open while it holds a socket (``_sock``), as 8.x's property reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def should_reconnect(conn: Any) -> bool:
+    """Whether redis-py marked ``conn`` to be dropped before its next use."""
+    marked = getattr(conn, "should_reconnect", None)
+    return bool(marked()) if marked is not None else False
+
+
+def is_connected(conn: Any) -> bool:
+    """Whether ``conn`` (sync or asyncio) holds an open socket."""
+    try:
+        return bool(conn.is_connected)
+    except AttributeError:  # a sync connection of redis-py before 8.0
+        return getattr(conn, "_sock", None) is not None
