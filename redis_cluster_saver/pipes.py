@@ -29,7 +29,7 @@ from typing import Any
 
 from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
-from .compat import should_reconnect
+from .compat import encoder_of, should_reconnect
 
 
 class NodePipe:
@@ -50,7 +50,7 @@ class NodePipe:
 
     def __init__(self, node: Any) -> None:
         self.node = node
-        self.encoder = node.get_encoder()
+        self.encoder = encoder_of(node)
         """How the node's connections encode text (for packing calls)."""
         self.shared = not node.connection_kwargs.get("health_check_interval")
         """Connections with health checks are never shared: the checks are part of
@@ -114,7 +114,8 @@ class NodePipe:
         is handed to the callers that waited for it (they fall back); the connection
         goes back to the node and the next call tries afresh."""
         try:
-            await self.node.disconnect_if_needed(conn)
+            if should_reconnect(conn):
+                await conn.disconnect()
             await conn.connect()
         except BaseException as exc:
             self.conn = self.opening = None  # before awaiting: a new burst starts afresh
@@ -195,16 +196,9 @@ class PoolNode:
         self.response_callbacks: dict[str, Any] = {}
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def get_encoder(self) -> Any:
-        return self.pool.get_encoder()
-
     def acquire_connection(self) -> Any:
         lend = getattr(self.pool, "lend_now", None)
         return lend() if lend is not None else self.pool.get_available_connection()
-
-    async def disconnect_if_needed(self, conn: Any) -> None:
-        if should_reconnect(conn):
-            await conn.disconnect()
 
     def release(self, conn: Any) -> None:
         """The pool's release waits on its lock: done in a task of its own."""

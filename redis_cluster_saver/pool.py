@@ -26,7 +26,7 @@ import redis.asyncio
 import redis.asyncio.sentinel
 import redis.sentinel
 
-from .compat import is_connected, should_reconnect
+from .compat import POOL_DROPS_IDLE, is_connected, should_reconnect
 from .errors import PoolTimeoutError
 from .plan import Call, Command, RoundTrip, keys_of
 
@@ -136,6 +136,26 @@ class QueuedPool(redis.BlockingConnectionPool):
                     self._kept.append(connection)
                     return
         super().release(connection)  # type: ignore[no-untyped-call]
+
+    def disconnect(self, inuse_connections: bool = True) -> None:
+        """Drop every connection, or only the idle ones (and the one kept aside), as
+        redis-py's Sentinel pool asks when the primary moved. redis-py before 7.0 has
+        no ``inuse_connections`` here: its own Sentinel pool then failed with a
+        TypeError on the first failover."""
+        with self._keeping:
+            kept, self._kept = self._kept, []
+        for conn in kept:
+            conn.disconnect()
+            super().release(conn)  # type: ignore[no-untyped-call]
+        if inuse_connections:
+            super().disconnect()
+        elif POOL_DROPS_IDLE:
+            super().disconnect(inuse_connections=False)
+        else:
+            self._checkpid()
+            for conn in list(self.pool.queue):  # the idle ones (None: a free place)
+                if conn is not None:
+                    conn.disconnect()
 
 
 class QueuedSentinelPool(redis.sentinel.SentinelConnectionPool, QueuedPool):

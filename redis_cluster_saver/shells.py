@@ -333,12 +333,9 @@ def _other(arg: Any, encoding: str, errors: str) -> bytes:
     return repr(arg).encode()
 
 
-_DIRECT_NODES = all(
-    hasattr(redis.asyncio.cluster.ClusterNode, name)
-    for name in ("acquire_connection", "disconnect_if_needed", "get_encoder")
-) and hasattr(redis.asyncio.connection.Connection, "should_reconnect")
-"""Whether this redis-py's asyncio cluster nodes lend their connections and say when
-one is stale (8.x do)."""
+_DIRECT_NODES = hasattr(redis.asyncio.cluster.ClusterNode, "acquire_connection")
+"""Whether this redis-py's asyncio cluster nodes lend their connections (every
+version the package allows does: the check guards the internals it leans on)."""
 
 _hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 try:
