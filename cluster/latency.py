@@ -439,8 +439,8 @@ def url_through(url: str, port: int) -> str:
 
 
 def behind(deployment: Deployment, one_way_delay_s: float) -> tuple[LatencyProxy, str]:
-    """A proxy in front of a single-endpoint deployment (standalone, plain, tls, proxy,
-    postgres) and the deployment's URL through it. The caller stops the proxy.
+    """A proxy in front of a single-endpoint deployment (standalone, plain, redis62, tls,
+    proxy, postgres) and the deployment's URL through it. The caller stops the proxy.
 
     Cluster and sentinel clients connect to the addresses the servers announce, which
     would bypass the proxy: they are refused.

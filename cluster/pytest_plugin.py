@@ -40,6 +40,7 @@ def _fixture(topology: str, scope: str, name: str, modules: bool = True) -> Call
 
 standalone = _fixture("standalone", "session", "standalone")
 plain = _fixture("plain", "session", "plain")
+redis62 = _fixture("redis62", "session", "redis62")
 redis_cluster = _fixture("cluster", "session", "redis_cluster")
 sentinel = _fixture("sentinel", "session", "sentinel")
 proxy = _fixture("proxy", "session", "proxy")

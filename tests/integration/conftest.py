@@ -15,6 +15,7 @@ from redis_cluster_saver import AsyncRedisClusterSaver, RedisClusterSaver
 FIXTURES = {
     "standalone": "standalone",
     "plain": "plain",
+    "redis62": "redis62",
     "cluster": "redis_cluster",
     "sentinel": "sentinel",
     "proxy": "proxy",

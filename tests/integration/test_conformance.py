@@ -19,6 +19,7 @@ from .conftest import deployment_for, saver_options
 CASES = [
     ("standalone", {}),
     ("plain", {}),
+    ("redis62", {}),
     ("cluster", {}),
     ("sentinel", {}),
     ("proxy", {}),

