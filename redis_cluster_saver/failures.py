@@ -11,6 +11,7 @@ from redis.exceptions import (
     AskError,
     ClusterError,
     ConnectionError,
+    OutOfMemoryError,
     ReadOnlyError,
     RedisClusterException,
     ResponseError,
@@ -32,8 +33,11 @@ class Failure(str, Enum):
     """The server (an ACL, a proxy) refuses a command a mode needs."""
 
 
-NOT_RETRIED: tuple[type[BaseException], ...] = (TimeoutError,)
-"""Checked first: a stalled server gets a clear error, not a longer wait."""
+NOT_RETRIED: tuple[type[BaseException], ...] = (TimeoutError, OutOfMemoryError)
+"""Checked first: a stalled server gets a clear error, not a longer wait; a server
+out of memory is no refusal (its text says "not allowed", and a script's names the
+script), and probing it again would take MULTI, refused for want of memory, for
+MULTI refused for good."""
 BY_CLASS: tuple[tuple[type[BaseException], Failure], ...] = (
     (ConnectionError, Failure.LOST),
     (TryAgainError, Failure.MOVING),

@@ -141,5 +141,5 @@ class Maintenance(Writes, CrossThread):
                 ids += [0, cid]
             calls.append(Command.of("SADD", dkeys.namespaces, ns))
             if ids:
-                calls.append(Command(("ZADD", dkeys.registry(ns), *ids)))
+                calls.append(Command(("ZADD", dkeys.registry(ns), *ids), publishes=True))
         yield from self._publish(dst, dkeys, calls)

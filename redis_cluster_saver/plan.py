@@ -73,6 +73,10 @@ class Command:
     route: str | None = None
     """Send to the node owning this key (for module commands a cluster client
     does not know how to route)."""
+    publishes: bool = False
+    """Makes what the other commands of its atomic trip wrote visible (a registry
+    entry). Where writes have no transaction (per-key mode) it goes in a trip of its
+    own, once all of those succeeded (see ``Session._atomic``)."""
 
     @classmethod
     def of(cls, *args: Arg) -> Command:
@@ -85,6 +89,10 @@ class Command:
     @classmethod
     def routed(cls, key: str, *args: Arg) -> Command:
         return cls(args, route=key)
+
+    @classmethod
+    def publishing(cls, *args: Arg) -> Command:
+        return cls(args, publishes=True)
 
 
 @dataclass(frozen=True, slots=True)

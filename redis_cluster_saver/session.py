@@ -23,6 +23,7 @@ from .options import TTL, Durability, Retention
 from .plan import (
     Arg,
     Call,
+    Command,
     Mode,
     Plan,
     RoundTrip,
@@ -53,6 +54,28 @@ def flatten(mapping: Mapping[Any, Arg]) -> list[Arg]:
     for k, v in mapping.items():
         out += (k, v)
     return out
+
+
+def _publishes(call: Call) -> bool:
+    return isinstance(call, Command) and call.publishes
+
+
+def _published_last(calls: list[Call], wait: tuple[int, int] | None) -> Plan[list[Any]]:
+    """A write without a transaction (per-key mode): the commands that make it visible
+    (:attr:`Command.publishes`) go in a second trip, sent only once every other
+    command succeeded. A pipeline runs every command even after one fails, and a
+    failure need not stop the commands after it (a server out of memory refuses one
+    large value, then takes the small commands that follow, its query buffer drained):
+    sent in one trip, the registry entry would publish a checkpoint whose values were
+    refused. So a write a server error stops leaves nothing readable, as after a
+    crash. Replies come back in the order of ``calls`` (then WAIT's, if any)."""
+    data = [c for c in calls if not _publishes(c)]
+    shown = [c for c in calls if _publishes(c)]
+    if not data or not shown:
+        return list((yield RoundTrip(tuple(calls), atomic=True, wait=wait)))
+    first = iter((yield RoundTrip(tuple(data), atomic=True)))
+    last = iter((yield RoundTrip(tuple(shown), atomic=True, wait=wait)))
+    return [next(last) if _publishes(c) else next(first) for c in calls] + list(last)
 
 
 @dataclass
@@ -208,7 +231,10 @@ class Session:
             calls, renew = [*calls, self._touch_call(keys)], False
         d = self.durability
         wait = (d.replicas, d.timeout_ms) if d else None
-        replies = yield RoundTrip(tuple(calls), atomic=True, wait=wait)
+        if self.mode.writes is WriteMode.PER_KEY:
+            replies = yield from _published_last(calls, wait)
+        else:
+            replies = yield RoundTrip(tuple(calls), atomic=True, wait=wait)
         if renew:
             yield from perkey.touch(self._touch_call(keys))
         if d is not None and int(replies[-1]) < d.replicas:

@@ -226,7 +226,7 @@ class Writes(Session):
             Command.of("DEL", cp_key),
             Command(("HSET", cp_key, *flatten(fields))),
             Command.of("SADD", keys.namespaces, ns),
-            Command.of("ZADD", keys.registry(ns), 0, cid),  # published last
+            Command.publishing("ZADD", keys.registry(ns), 0, cid),  # published last
         ]
         del fields
         retain = self._retain_call(keys, ns)
