@@ -14,6 +14,8 @@ job of ``make test`` runs the suite on the oldest redis-py declared and on a 7.x
   connections encode as its ``connection_kwargs`` say.
 - ``BlockingConnectionPool.disconnect(inuse_connections=...)`` arrived in 7.0; redis-py's
   Sentinel pool passes it when the primary moved (a TypeError on 6.x).
+- redis-py 6.x lets a read of a socket closed under it escape as Python's
+  ``ValueError: I/O operation on closed file`` rather than a ConnectionError.
 """
 
 from __future__ import annotations
@@ -55,3 +57,8 @@ def encoder_of(node: Any) -> Any:
         kwargs.get("encoding_errors", "strict"),
         kwargs.get("decode_responses", False),
     )
+
+
+def closed_under(exc: BaseException) -> bool:
+    """A ValueError that stands for a connection closed under a read (redis-py 6.x)."""
+    return isinstance(exc, ValueError) and "closed file" in str(exc)

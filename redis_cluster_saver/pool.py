@@ -26,7 +26,7 @@ import redis.asyncio
 import redis.asyncio.sentinel
 import redis.sentinel
 
-from .compat import POOL_DROPS_IDLE, is_connected, should_reconnect
+from .compat import POOL_DROPS_IDLE, closed_under, is_connected, should_reconnect
 from .errors import PoolTimeoutError
 from .plan import Call, Command, RoundTrip, keys_of
 
@@ -125,6 +125,16 @@ class QueuedPool(redis.BlockingConnectionPool):
             if error is None:
                 raise
             raise error from None
+        except ValueError as exc:
+            if not closed_under(exc):
+                raise
+            # redis-py 6.x reads a socket closed under its handshake (a node killed
+            # while a topology refresh drops connections) as this ValueError, and
+            # gives the connection back with the closed socket still in it
+            self.disconnect(inuse_connections=False)
+            raise redis.ConnectionError(
+                f"the connection closed under its handshake ({exc})"
+            ) from exc
         finally:
             with self._keeping:
                 self._asking -= 1

@@ -36,6 +36,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
+from .compat import closed_under
 from .connection import CLOSED_CLIENT, is_closed, is_cluster_client
 from .errors import SaverError
 from .lowering import Lowered, Shape, eval_args, evalsha_args, lower
@@ -112,6 +113,8 @@ class Shell:
             raise SaverError(CLOSED_CLIENT) from exc
         if self.cluster and isinstance(exc, AttributeError) and _raised_by_redis(exc):
             return ClusterError(f"the cluster's topology changed under the call ({exc})")
+        if closed_under(exc) and _raised_by_redis(exc):
+            return ConnectionError(f"the connection closed under the call ({exc})")
         raise exc
 
     def owner(self, key: str) -> Any:
