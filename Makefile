@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := redis-server nutcracker postgresql
 TOPOLOGY ?= cluster
 
-.PHONY: venv system-deps lint unit integration langgraph-tests test demo bench bench-cross-thread bench-pool bench-graphs bench-retention soak cluster-up cluster-down cluster-status clean
+.PHONY: venv system-deps lint unit integration langgraph-tests test demo bench bench-cross-thread bench-pool bench-graphs bench-retention soak compat cluster-up cluster-down cluster-status clean
 
 venv: $(STAMP)
 
@@ -57,6 +57,24 @@ langgraph-tests: venv
 test: venv system-deps lint
 	$(PY) -m pytest tests -q -rs
 	$(PY) -m langgraph_suite
+	$(MAKE) compat
+
+# The compatibility job: the package in small venvs of its own (.venv-compat/NAME) with
+# the versions .ci/compat/NAME.txt pins (the lowest bounds pyproject.toml declares;
+# a redis-py 7.x), running the tests that touch what differs between versions.
+COMPAT_JOBS := oldest redis7
+COMPAT_TESTS := tests/unit/test_compat.py tests/integration/test_conformance.py \
+	tests/integration/test_round_trips.py tests/integration/test_concurrency.py \
+	tests/integration/test_failover.py tests/integration/test_out_of_memory.py
+
+compat: system-deps $(COMPAT_JOBS:%=compat-%)
+
+compat-%: .ci/compat/%.txt pyproject.toml
+	test -x .venv-compat/$*/bin/python || $(PYTHON) -m venv .venv-compat/$*
+	.venv-compat/$*/bin/python -m pip install --quiet --upgrade pip
+	.venv-compat/$*/bin/python -m pip install --quiet -e '.[compat]' -r .ci/compat/$*.txt
+	.venv-compat/$*/bin/python -m pip list 2>/dev/null | grep -E '^(redis|langgraph-checkpoint|redisvl) '
+	.venv-compat/$*/bin/python -m pytest $(COMPAT_TESTS) -q -rs -p no:cacheprovider
 
 demo: venv
 	$(PY) -m examples.demo
@@ -96,4 +114,4 @@ cluster-status: venv
 	$(PY) -m cluster status
 
 clean: cluster-down
-	rm -rf .cluster-run .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf .cluster-run .pytest_cache .mypy_cache .ruff_cache .hypothesis .venv-compat

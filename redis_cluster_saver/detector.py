@@ -15,6 +15,7 @@ from typing import Any
 
 from redis.exceptions import (
     ConnectionError,
+    OutOfMemoryError,
     RedisClusterException,
     RedisError,
     TimeoutError,
@@ -27,6 +28,7 @@ from .connection import (
     cluster_enabled,
 )
 from .errors import pool_exhausted
+from .failures import Failure, classify
 from .keys import KeyLayout
 from .plan import Command, LuaScript, Plan, RoundTrip, ScriptCall, WriteMode, one
 
@@ -115,11 +117,16 @@ def _attempt(trip: RoundTrip) -> Plan[tuple[bool, Any]]:
     return True, replies
 
 
+MOVING_OR_LOST = (Failure.LOST, Failure.MOVING)
+
+
 def _allowed(trip: RoundTrip, client_kind: str) -> Plan[bool]:
     """Does the server run this trip? A refusal is an error reply, or, from a strict
     proxy, a connection closed twice on this request while the endpoint answers PING
     in between. A cluster node refuses with an error, so there a lost connection is
-    a failover in progress: it propagates and the caller waits it out."""
+    a failover in progress: it propagates and the caller waits it out, as do the
+    errors of a topology in motion (a redis-py cluster client meeting a failover
+    raises ClusterError, SlotNotCoveredError, ...), which are no refusal either."""
     for _ in range(2):
         try:
             yield trip
@@ -128,9 +135,11 @@ def _allowed(trip: RoundTrip, client_kind: str) -> Plan[bool]:
             if client_kind == "cluster" or pool_exhausted(exc):
                 raise
             yield one(Command.keyless("PING"))  # raises if nothing answers at all
+        except OutOfMemoryError:
+            return True  # taken, and refused for want of memory only: no refusal
         except (RedisError, RedisClusterException) as exc:
-            if pool_exhausted(exc):
-                raise
+            if pool_exhausted(exc) or classify(exc) in MOVING_OR_LOST:
+                raise  # the topology moving under the probe (a failover) proves nothing
             return False
     return False
 

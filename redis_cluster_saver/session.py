@@ -74,7 +74,9 @@ def _published_last(calls: list[Call], wait: tuple[int, int] | None) -> Plan[lis
     if not data or not shown:
         return list((yield RoundTrip(tuple(calls), atomic=True, wait=wait)))
     first = iter((yield RoundTrip(tuple(data), atomic=True)))
-    last = iter((yield RoundTrip(tuple(shown), atomic=True, wait=wait)))
+    # registry entries of one slot, each a command that applies whole: nothing to
+    # hold together (per-key mode has no transaction anyway)
+    last = iter((yield RoundTrip(tuple(shown), wait=wait)))
     return [next(last) if _publishes(c) else next(first) for c in calls] + list(last)
 
 
