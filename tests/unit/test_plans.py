@@ -8,7 +8,17 @@ from typing import Any
 import pytest
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-from redis.exceptions import ConnectionError, MaxConnectionsError, ResponseError
+from redis.exceptions import (
+    ClusterDownError,
+    ClusterError,
+    ConnectionError,
+    MaxConnectionsError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 
 from redis_cluster_saver.connection import (
     ENDPOINT_CLUSTER,
@@ -222,3 +232,37 @@ def test_the_endpoint_of_a_url_is_asked_what_it_is_by_a_plan() -> None:
     next(plan)
     plan.send([b"PONG"])
     assert finish(plan, ResponseError("ERR unknown command 'INFO'")) == ENDPOINT_SINGLE
+
+
+TOPOLOGY_MOVING = [
+    ClusterError("TTL exhausted."),
+    ClusterDownError("The cluster is down"),
+    SlotNotCoveredError("Slot 1234 not covered by the cluster."),
+    TryAgainError("TRYAGAIN"),
+    ReadOnlyError("You can't write against a read only replica."),
+]
+
+
+@pytest.mark.parametrize("moving", TOPOLOGY_MOVING, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("kind", ["single", "cluster"])
+def test_a_failover_under_the_mode_probe_is_no_refusal(moving: Exception, kind: str) -> None:
+    """Else a failover met while probing again would switch the saver to a fallback
+    mode for good (seen on redis-py 6.3: a cluster probe meeting ClusterError)."""
+    for answered in (0, 1):  # the MULTI probe, then the Lua probe
+        plan = probe_modes(KeyLayout("p"), kind)
+        next(plan)  # PING
+        plan.send(["PONG"])  # the MULTI probe
+        if answered:
+            plan.send([True, 1])  # the Lua probe
+        with pytest.raises(type(moving)):
+            plan.throw(moving)
+
+
+def test_a_probe_refused_for_memory_is_no_refusal() -> None:
+    plan = probe_modes(KeyLayout("p"), "single")
+    next(plan)
+    plan.send(["PONG"])
+    plan.throw(OutOfMemoryError("command not allowed when used memory > 'maxmemory'."))
+    with pytest.raises(StopIteration) as done:
+        plan.throw(OutOfMemoryError("command not allowed when used memory > 'maxmemory'."))
+    assert done.value.value == (True, True)
