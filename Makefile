@@ -62,7 +62,7 @@ test: venv system-deps lint
 # The compatibility job: the package in small venvs of its own (.venv-compat/NAME) with
 # the versions .ci/compat/NAME.txt pins (the lowest bounds pyproject.toml declares;
 # a redis-py 7.x), running the tests that touch what differs between versions.
-COMPAT_JOBS := oldest redis7
+COMPAT_JOBS := oldest redis7 redis80
 COMPAT_TESTS := tests/unit/test_compat.py tests/integration/test_conformance.py \
 	tests/integration/test_round_trips.py tests/integration/test_concurrency.py \
 	tests/integration/test_failover.py tests/integration/test_out_of_memory.py

@@ -147,16 +147,27 @@ class QueuedPool(redis.BlockingConnectionPool):
                     return
         super().release(connection)  # type: ignore[no-untyped-call]
 
+    def _give_back_kept(self) -> None:
+        """The connection kept aside back among redis-py's free ones, for what redis-py
+        does to a whole pool: it is idle, though redis-py counts it as in use."""
+        with self._keeping:
+            kept, self._kept = self._kept, []
+        for conn in kept:
+            super().release(conn)  # type: ignore[no-untyped-call]
+
+    def update_maint_notifications_config(self, *args: Any, **kwargs: Any) -> Any:
+        """redis-py 8.0 reconfigures every connection when a cluster client turns on
+        maintenance notifications, and fails on one in use that has not said which
+        parser it reads with (as the kept one looks to it)."""
+        self._give_back_kept()
+        return super().update_maint_notifications_config(*args, **kwargs)
+
     def disconnect(self, inuse_connections: bool = True) -> None:
         """Drop every connection, or only the idle ones (and the one kept aside), as
         redis-py's Sentinel pool asks when the primary moved. redis-py before 7.0 has
         no ``inuse_connections`` here: its own Sentinel pool then failed with a
         TypeError on the first failover."""
-        with self._keeping:
-            kept, self._kept = self._kept, []
-        for conn in kept:
-            conn.disconnect()
-            super().release(conn)  # type: ignore[no-untyped-call]
+        self._give_back_kept()
         if inuse_connections:
             super().disconnect()
         elif POOL_DROPS_IDLE:
