@@ -2,7 +2,7 @@
 round trip per operation, on clusters, Sentinel, proxies and single servers."""
 
 from .detector import Capabilities
-from .errors import DurabilityError, SaverError
+from .errors import DurabilityError, SaverError, SlotMigrationError
 from .keys import KeyLayout
 from .options import TTL
 from .saver import AsyncRedisClusterSaver, RedisClusterSaver
@@ -15,5 +15,6 @@ __all__ = [
     "KeyLayout",
     "RedisClusterSaver",
     "SaverError",
+    "SlotMigrationError",
 ]
 __version__ = "0.1.0"

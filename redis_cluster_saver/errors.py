@@ -1,8 +1,11 @@
-"""Errors the saver raises on its own account (Redis errors pass through as they are)."""
+"""Errors the saver raises on its own account (Redis errors pass through as they are,
+but for a slot migration left half done: :class:`SlotMigrationError`, raised from it)."""
 
 from __future__ import annotations
 
-from redis.exceptions import ConnectionError, MaxConnectionsError, RedisError
+from typing import Any
+
+from redis.exceptions import ClusterError, ConnectionError, MaxConnectionsError, RedisError
 
 
 class SaverError(Exception):
@@ -54,3 +57,44 @@ class DurabilityError(SaverError):
         )
         self.acknowledged = acknowledged
         self.wanted = wanted
+
+
+class SlotMigrationError(SaverError, ClusterError):
+    """A slot the operation needs stayed in motion for all of ``failover_wait``: a
+    migration left half done (``CLUSTER SETSLOT <slot> IMPORTING`` on one node,
+    ``MIGRATING`` on another, perhaps some keys moved, and no ``SETSLOT <slot> NODE``
+    after them), as when the operator's resharding tool died part-way.
+
+    A ``ClusterError`` (as redis-py's own "TTL exhausted" is), so handlers of
+    redis-py's errors still catch it; the redis-py error it stands for is its
+    ``__cause__``. Retrying is safe once the slot is stable again: every operation
+    is idempotent.
+    """
+
+    def __init__(
+        self, slots: tuple[int, ...], waited: float, node: str | None, error: BaseException
+    ) -> None:
+        slot, which = "<slot>", "a slot"
+        if len(slots) == 1:
+            slot = str(slots[0])
+            which = f"slot {slot}"
+        elif slots:  # a trip over several threads, and an error that does not say which
+            which = f"one of slots {', '.join(map(str, slots))}"
+        where = node or "<host:port>"
+        super().__init__(
+            f"{which} stayed in motion for failover_wait={waited:g} s: a slot "
+            f"migration was left half done (CLUSTER SETSLOT {slot} IMPORTING/MIGRATING "
+            f"and no SETSLOT {slot} NODE after it; last error {type(error).__name__}: "
+            f"{error}). Finish or abort it, then retry: `redis-cli --cluster fix {where}` "
+            f"(or `valkey-cli --cluster fix {where}`), with any node of the cluster; or "
+            f"by hand, MIGRATE the slot's remaining keys to the importing node and send "
+            f"`CLUSTER SETSLOT {slot} NODE <importing-node-id>` to both nodes (finish), "
+            f"or, while no key has moved, `CLUSTER SETSLOT {slot} STABLE` to both (abort)"
+        )
+        self.slots = slots
+        self.waited = waited
+        self.node = node
+        self._args = (slots, waited, node, error)
+
+    def __reduce__(self) -> tuple[type[SlotMigrationError], tuple[Any, ...]]:
+        return (type(self), self._args)  # it crosses process boundaries whole

@@ -1,12 +1,15 @@
 """What went wrong, in the saver's own terms: one table sorts redis-py's exceptions
 (and a few server error texts redis-py has no class for) into the kinds of failure the
 retry policy (retry.py) acts on. Anything the table does not name reaches the caller.
+A slot still in motion when the wait is over is told apart from a failover (a migration
+left half done), and named from the error or the keys of the trip that met it.
 """
 
 from __future__ import annotations
 
 from enum import Enum
 
+from redis.crc import key_slot
 from redis.exceptions import (
     AskError,
     ClusterError,
@@ -19,7 +22,8 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from .errors import pool_exhausted
+from .errors import SlotMigrationError, pool_exhausted
+from .plan import Command, RoundTrip, keys_of
 
 
 class Failure(str, Enum):
@@ -77,3 +81,51 @@ def classify(exc: BaseException) -> Failure | None:
             if words in text:
                 return failure
     return None
+
+
+MIGRATING_TEXT = ("non local key", "ttl exhausted")
+"""What a slot migration left half done keeps raising, besides ASK (MOVED is one) and
+TRYAGAIN: a script meeting a key moved to the importing node, and redis-py's cluster
+client out of redirections ("TTL exhausted"). Not CLUSTERDOWN or READONLY: those
+are failovers."""
+
+
+def migrating(exc: BaseException) -> bool:
+    """A failure that a slot in motion between two nodes causes."""
+    if isinstance(exc, (TryAgainError, AskError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, (ClusterError, ResponseError)) and any(
+        words in text for words in MIGRATING_TEXT
+    )
+
+
+def _trip_keys(trip: RoundTrip) -> list[str]:
+    keys: list[str] = []
+    for call in trip.calls:
+        if not isinstance(call, Command):
+            keys += keys_of(call)
+        elif call.route is not None:
+            keys.append(call.route)
+        elif not call.anywhere and len(call.args) > 1:
+            keys += keys_of(call)
+    return keys
+
+
+def slots_in_motion(exc: BaseException, trip: RoundTrip | None) -> tuple[int, ...]:
+    """The slot a migration failure names (ASK and MOVED carry it), else the slots
+    of the keys of the trip it came back from (all one thread's, but for
+    operations across threads)."""
+    if isinstance(exc, AskError):
+        return (exc.slot_id,)
+    keys = _trip_keys(trip) if trip is not None else []
+    return tuple(sorted({key_slot(k.encode()) for k in keys}))
+
+
+def stalled(exc: BaseException, trip: RoundTrip | None, waited: float) -> SlotMigrationError | None:
+    """The clear error for a slot that stayed in motion all of ``failover_wait``
+    (``exc``, met by ``trip``), or None if ``exc`` is no migration's."""
+    if not migrating(exc):
+        return None
+    node = f"{exc.host}:{exc.port}" if isinstance(exc, AskError) else None
+    return SlotMigrationError(slots_in_motion(exc, trip), waited, node, exc)

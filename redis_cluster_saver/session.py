@@ -17,7 +17,7 @@ from redis.exceptions import (
 from . import codec, deltas, perkey, replies, scripts
 from .detector import Capabilities, ModeLog, detect, probe_modes
 from .errors import DurabilityError, pool_exhausted
-from .failures import Failure, classify
+from .failures import Failure, classify, stalled
 from .keys import KeyLayout, ThreadKeys
 from .options import TTL, Durability, Retention
 from .plan import (
@@ -54,6 +54,28 @@ def flatten(mapping: Mapping[Any, Arg]) -> list[Arg]:
     for k, v in mapping.items():
         out += (k, v)
     return out
+
+
+def _watched(plan: Plan[T], failed: list[RoundTrip]) -> Plan[T]:
+    """``plan`` as it is, but for noting each trip an error came back from (the keys
+    of the last one tell which slot a slot in motion is)."""
+    replies: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            trip = plan.send(replies) if error is None else plan.throw(error)
+        except StopIteration as done:
+            value: T = done.value
+            return value
+        error = None
+        try:
+            replies = yield trip
+        except GeneratorExit:
+            plan.close()
+            raise
+        except BaseException as exc:
+            failed.append(trip)
+            error = exc
 
 
 def _publishes(call: Call) -> bool:
@@ -170,19 +192,27 @@ class Session:
         throws at it, as the retry policy (retry.py) decides: a slot in motion is
         waited out, a refusal or a lost connection re-probes the server and switches
         mode if it now refuses what the mode needs, and a failover is waited out until
-        ``failover_wait`` runs out. Every operation is idempotent, so a retry after
-        an unanswered attempt is safe. Timeouts, a full connection pool and other
+        ``failover_wait`` runs out. A slot still in motion then (a migration left half
+        done) raises :class:`SlotMigrationError`, naming the slot (that of the trip the
+        failure came back from) and the fix. Every operation is idempotent, so a retry
+        after an unanswered attempt is safe. Timeouts, a full connection pool and other
         errors reach the caller at once."""
         if self.capabilities is None:
             yield from self.setup()
         retries = Retries(self.clock(), self.failover_wait)
         while True:
+            failed: list[RoundTrip] = []
             try:
-                return (yield from make(*args, **kwargs))
+                return (yield from _watched(make(*args, **kwargs), failed))
             except Exception as exc:
                 error, failure = exc, classify(exc)
                 decision = retries.after(failure, self.clock())
                 if decision.step is Step.RAISE:
+                    trip = failed[-1] if failed else None
+                    if failure is Failure.MOVING and (
+                        clear := stalled(exc, trip, self.failover_wait)
+                    ):
+                        raise clear from exc
                     raise
             assert failure is not None
             if decision.step is Step.REPROBE:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from redis.crc import key_slot
 from redis.exceptions import (
     AskError,
     ClusterDownError,
+    ClusterError,
     ConnectionError,
     MaxConnectionsError,
     MovedError,
@@ -18,12 +20,13 @@ from redis.exceptions import (
 )
 
 from redis_cluster_saver.detector import Capabilities
-from redis_cluster_saver.errors import PoolTimeoutError
-from redis_cluster_saver.failures import Failure, classify
+from redis_cluster_saver.errors import PoolTimeoutError, SlotMigrationError
+from redis_cluster_saver.failures import Failure, classify, migrating, slots_in_motion
 from redis_cluster_saver.keys import KeyLayout
 from redis_cluster_saver.operations import Operations
-from redis_cluster_saver.plan import Plan, pause
+from redis_cluster_saver.plan import Command, Plan, RoundTrip, ScriptCall, pause
 from redis_cluster_saver.retry import LOST_PAUSE, MOVING_PAUSE, Decision, Retries, Step
+from redis_cluster_saver.scripts import READ
 
 CASES = [
     (ConnectionError("Connection closed by server."), Failure.LOST),
@@ -122,6 +125,163 @@ def test_guarded_carries_the_policy_out_by_the_injected_clock() -> None:
     now[0] = 0.5
     assert plan.send([]).pause == MOVING_PAUSE
     now[0] = 1.0
-    with pytest.raises(TryAgainError):
+    with pytest.raises(SlotMigrationError) as raised:
         plan.send([])
+    assert isinstance(raised.value.__cause__, TryAgainError)
     assert len(attempts) == 3
+
+
+MIGRATING = [
+    TryAgainError("Multiple keys request during rehashing of slot"),
+    AskError("3999 127.0.0.1:7001"),
+    MovedError("3999 127.0.0.1:7001"),
+    ResponseError("Attempted to access a non local key in a cluster node script"),
+    ClusterError("TTL exhausted."),
+]
+NOT_MIGRATING = [
+    ClusterDownError("CLUSTERDOWN The cluster is down"),
+    ReadOnlyError("READONLY You can't write against a read only replica."),
+    ClusterError("the cluster's topology changed under the call (boom)"),
+    ConnectionError("Connection closed by server."),
+    TimeoutError("Timeout reading from socket"),
+    ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+]
+
+
+@pytest.mark.parametrize("exc", MIGRATING, ids=lambda e: type(e).__name__)
+def test_what_a_half_done_migration_raises_is_told_apart(exc: BaseException) -> None:
+    assert classify(exc) is Failure.MOVING
+    assert migrating(exc)
+
+
+@pytest.mark.parametrize("exc", NOT_MIGRATING, ids=lambda e: type(e).__name__)
+def test_failovers_and_other_errors_are_no_migration(exc: BaseException) -> None:
+    assert not migrating(exc)
+
+
+KEYS = KeyLayout("p").thread("t1")
+SLOT = key_slot(KEYS.namespaces.encode())
+
+
+def read_trip(*threads: str) -> RoundTrip:
+    return RoundTrip(
+        tuple(ScriptCall(READ, (KeyLayout("p").thread(t).namespaces,), ("x",)) for t in threads)
+    )
+
+
+def test_the_slot_in_motion_is_the_errors_or_that_of_the_trip_it_came_back_from() -> None:
+    trip = read_trip("t1")
+    assert slots_in_motion(AskError("42 127.0.0.1:7001"), trip) == (42,)
+    assert slots_in_motion(MovedError("43 127.0.0.1:7001"), None) == (43,)
+    assert slots_in_motion(TryAgainError("TRYAGAIN"), trip) == (SLOT,)
+    assert slots_in_motion(TryAgainError("TRYAGAIN"), None) == ()
+    across = read_trip("t1", "t2", "t1")
+    two = tuple(sorted({SLOT, key_slot(KeyLayout("p").thread("t2").namespaces.encode())}))
+    assert slots_in_motion(ClusterError("TTL exhausted."), across) == two
+    commands = RoundTrip(
+        (
+            Command.keyless("CLUSTER", "INFO"),
+            Command.routed(KEYS.registry(""), "FT.SEARCH", "idx", "*"),
+            Command.of("PING"),
+            Command.of("HGETALL", KEYS.blobs("")),
+        )
+    )
+    assert slots_in_motion(TryAgainError("TRYAGAIN"), commands) == (SLOT,)
+
+
+def moving_ops(now: list[float]) -> Operations:
+    ops = Operations(KeyLayout("p"), JsonPlusSerializer(), failover_wait=2.0)
+    ops.capabilities = Capabilities(transactions=True, scripts=True)
+    ops.clock = lambda: now[0]
+    return ops
+
+
+def reading() -> Plan[str]:
+    yield read_trip("t1")
+    return "read"
+
+
+def test_a_slot_still_moving_after_failover_wait_raises_a_clear_error_from_the_raw_one() -> None:
+    now = [0.0]
+    plan = moving_ops(now).guarded(reading)
+    assert plan.send(None) == read_trip("t1")
+    for t in (0.0, 1.0, 1.99):  # waited out until failover_wait, never raised before
+        now[0] = t
+        assert plan.throw(TryAgainError("TRYAGAIN")).pause == MOVING_PAUSE
+        assert plan.send([]) == read_trip("t1")
+    now[0] = 2.0
+    raw = TryAgainError("Multiple keys request during rehashing of slot")
+    with pytest.raises(SlotMigrationError) as raised:
+        plan.throw(raw)
+    err = raised.value
+    assert err.__cause__ is raw and isinstance(err, ClusterError)
+    assert err.slots == (SLOT,) and err.waited == 2.0
+    text = str(err)
+    assert f"slot {SLOT} stayed in motion for failover_wait=2 s" in text
+    assert "`redis-cli --cluster fix <host:port>`" in text and "valkey-cli --cluster fix" in text
+    assert f"CLUSTER SETSLOT {SLOT} NODE" in text and f"CLUSTER SETSLOT {SLOT} STABLE" in text
+    assert str(raw) in text
+
+
+def test_an_ask_names_its_own_slot_and_node_in_the_fix() -> None:
+    now = [5.0]
+    plan = moving_ops(now).guarded(reading)
+    plan.send(None)
+    now[0] = 7.0
+    with pytest.raises(SlotMigrationError) as raised:
+        plan.throw(AskError("3999 127.0.0.1:7001"))
+    assert raised.value.slots == (3999,)
+    assert "`redis-cli --cluster fix 127.0.0.1:7001`" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ClusterDownError("CLUSTERDOWN The cluster is down"),
+        ReadOnlyError("READONLY You can't write against a read only replica."),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_a_failover_still_under_way_after_failover_wait_keeps_its_own_error(
+    exc: BaseException,
+) -> None:
+    now = [0.0]
+    plan = moving_ops(now).guarded(reading)
+    plan.send(None)
+    now[0] = 2.0
+    with pytest.raises(type(exc)) as raised:
+        plan.throw(exc)
+    assert raised.value is exc
+
+
+def test_a_plan_under_guard_sees_its_errors_and_replies_as_they_came() -> None:
+    seen: list[object] = []
+
+    def probing() -> Plan[list[object]]:
+        try:
+            yield read_trip("t1")
+        except TimeoutError as exc:  # a plan may catch what a trip raised, and go on
+            seen.append(exc)
+        seen.append((yield read_trip("t2")))
+        return seen
+
+    plan = moving_ops([0.0]).guarded(probing)
+    assert plan.send(None) == read_trip("t1")
+    timeout = TimeoutError("Timeout reading from socket")
+    assert plan.throw(timeout) == read_trip("t2")
+    with pytest.raises(StopIteration) as done:
+        plan.send(["reply"])
+    assert done.value.value == [timeout, ["reply"]]
+
+    closed: list[bool] = []
+
+    def closing() -> Plan[None]:
+        try:
+            yield read_trip("t1")
+        finally:
+            closed.append(True)
+
+    guarded = moving_ops([0.0]).guarded(closing)
+    guarded.send(None)
+    guarded.close()
+    assert closed == [True]
