@@ -51,6 +51,20 @@ def doctor(saver: RedisClusterSaver, options: argparse.Namespace) -> int:
         print(f"  {key:<{width}}  {value}")
     for note in caps.notes:
         print(f"  note: {note}")
+    ttl = options.ttl is not None
+    problem = caps.eviction_problem(ttl)
+    if problem is not None:
+        print(f"  problem: {problem}")
+    elif caps.evicts(ttl) is None:
+        print(
+            "  note: maxmemory-policy unknown (INFO refused): evicted keys damage threads; "
+            "make sure the server runs with `maxmemory-policy noeviction`"
+        )
+    elif not ttl and caps.evicts(True):
+        print(
+            "  note: a volatile-* maxmemory-policy evicts keys with an expiry: safe while "
+            "the saver runs without a ttl (pass --ttl MINUTES to check a saver with one)"
+        )
     return 0
 
 
@@ -276,6 +290,12 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("doctor", help="probe a server and print what the saver finds")
     d.add_argument("doctor_url", nargs="?", help="URL (instead of --url)")
+    d.add_argument(
+        "--ttl",
+        type=float,
+        metavar="MINUTES",
+        help="the saver's default_ttl, if it has one (volatile-* policies evict those keys)",
+    )
     t = sub.add_parser("threads", help="threads, newest activity first")
     t.add_argument("--limit", type=int, default=50)
     t.add_argument("--offset", type=int, default=0)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from redis.exceptions import (
 )
 
 from . import codec, search, validation
+from .errors import ThreadDamagedError
 from .plan import (
     Command,
     Plan,
@@ -24,7 +26,23 @@ from .plan import (
     one,
     pause,
 )
-from .reads import Reads, entry_resolver, matches
+from .reads import LISTED_GONE, Reads, entry_resolver, matches
+from .replies import Entry, Listed, Missing
+
+logger = logging.getLogger("redis_cluster_saver")
+
+
+def _skip(skipped: set[str], thread_id: str, why: str) -> None:
+    """Leave a damaged thread out of a cross-thread call, with one warning naming it."""
+    if thread_id in skipped:
+        return
+    skipped.add(thread_id)
+    logger.warning(
+        "redis-cluster-saver: thread %r is damaged and left out (%s); its keys were "
+        "evicted or deleted by hand: delete or restore it",
+        thread_id,
+        why,
+    )
 
 
 class CrossThread(Reads):
@@ -61,7 +79,8 @@ class CrossThread(Reads):
             before=before_id,
             filter_args=filter_args,
         )
-        (entries,) = yield from self._scripts([call])
+        (answer,) = yield from self._scripts([call])
+        entries = yield from self._entries(thread_id, answer)
         values_of = entry_resolver(entries)
         entries = sorted(entries, key=lambda e: (e.id, e.ns))
         # oldest first: a delta is rebuilt on its already rebuilt base
@@ -165,6 +184,7 @@ class CrossThread(Reads):
         last: dict[str, tuple[str, str, str]] = {}
         pool: list[tuple[str, str, str]] = []
         found: list[CheckpointTuple] = []
+        skipped: set[str] = set()  # damaged threads, left out
         # pages as long as the limit (when the index answers the whole filter, one
         # page is all it takes), loaded in slices of what is still missing
         count = max(10, min(search.PAGE, limit or search.PAGE))
@@ -179,7 +199,7 @@ class CrossThread(Reads):
             while ready:
                 step = max(10, limit - len(found)) if limit is not None else len(ready)
                 batch, ready = ready[:step], ready[step:]
-                for tup in (yield from self._load(batch)):
+                for tup in (yield from self._load(batch, skipped)):
                     if matches(tup, filter, before_id):
                         found.append(tup)
                         if limit is not None and len(found) >= limit:
@@ -187,8 +207,13 @@ class CrossThread(Reads):
             if not offsets and not pool:
                 return found
 
-    def _load(self, wanted: Sequence[tuple[str, str, str]]) -> Plan[list[CheckpointTuple]]:
-        """Checkpoints by (id, thread, namespace), in the order given; gone ones skipped."""
+    def _load(
+        self, wanted: Sequence[tuple[str, str, str]], skipped: set[str]
+    ) -> Plan[list[CheckpointTuple]]:
+        """Checkpoints by (id, thread, namespace), in the order given; gone ones
+        skipped, and every checkpoint of a damaged thread (once found, it joins
+        ``skipped``, with one warning naming it)."""
+        wanted = [w for w in wanted if w[1] not in skipped]
         if not wanted:
             return []
         calls = [
@@ -196,11 +221,21 @@ class CrossThread(Reads):
             for cid, t, ns in wanted
         ]
         replies = yield from self._scripts(calls)
-        return [
-            self._tuple(t, entries[0], entry_resolver(entries))
-            for (_, t, _), entries in zip(wanted, replies, strict=True)
-            if entries
+        gone = [
+            (t, e) for (_, t, _), es in zip(wanted, replies) for e in es if isinstance(e, Missing)
         ]
+        for t, m in (yield from self._damaged(gone)):
+            _skip(skipped, t, f"checkpoint {m.id.decode()!r} {LISTED_GONE}")
+        loaded = []
+        for (_, t, _), answer in zip(wanted, replies, strict=True):
+            entries = [e for e in answer if isinstance(e, Entry)]
+            if not entries or t in skipped:
+                continue
+            try:
+                loaded.append(self._tuple(t, entries[0], entry_resolver(entries)))
+            except ThreadDamagedError as exc:
+                _skip(skipped, t, str(exc))
+        return [tup for tup in loaded if tup.config["configurable"]["thread_id"] not in skipped]
 
     def _indexed_threads(self, run_ids: Sequence[str]) -> Plan[list[str]]:
         where = search.expression(None, run_ids)
@@ -233,15 +268,26 @@ class CrossThread(Reads):
             for tid in thread_ids
         ]
         replies = yield from self._scripts(calls)
+        skipped: set[str] = set()
+        gone = [
+            (tid, e)
+            for tid, listed in zip(thread_ids, replies, strict=True)
+            for e in listed
+            if isinstance(e, Missing)
+        ]
+        for tid, m in (yield from self._damaged(gone)):
+            _skip(skipped, tid, f"checkpoint {m.id.decode()!r} {LISTED_GONE}")
         found = sorted(
             (
-                (cid.decode(), tid, ns.decode())
+                (e.id.decode(), tid, e.ns.decode())
                 for tid, listed in zip(thread_ids, replies, strict=True)
-                for ns, cid in listed
+                if tid not in skipped
+                for e in listed
+                if isinstance(e, Listed)
             ),
             reverse=True,
         )
-        loaded = yield from self._load(found[:limit])
+        loaded = yield from self._load(found[:limit], skipped)
         return [t for t in loaded if matches(t, filter, before_id)]
 
     def list_threads(self, *, limit: int | None = None, offset: int = 0) -> Plan[list[str]]:

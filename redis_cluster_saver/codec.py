@@ -28,7 +28,7 @@ _SAME_BOTH_WAYS = (str, int)
 """Types whose whole and canonical JSON are the same bytes (ints past 64 bits are
 refused by the whole form)."""
 METADATA_FIELD = "m:"
-READ_FIELDS = ("checkpoint", "type", "parent", "v", "blobs", "meta")
+READ_FIELDS = ("checkpoint", "type", "parent", "v", "blobs", "meta", "held")
 """The checkpoint hash fields a reader needs, in the order reads return them."""
 
 

@@ -73,6 +73,10 @@ def base_of(frame: bytes) -> bytes | None:
     return frame[a + 1 : frame.index(b"\n", a + 1)]
 
 
+class BaseGone(SaverError):
+    """A delta's base is missing from the reply: the reader names the thread (reads.py)."""
+
+
 class Resolver:
     """Rebuilds the values of one reply from its frames and the delta bases it
     carries (``bases``: by (namespace, field)). Rebuilt values are remembered, so
@@ -115,10 +119,9 @@ class Resolver:
             base = frame[a + 1 : b]
             found = self.bases.get((ns, base))
             if found is None:
-                raise SaverError(
-                    f"stored value {_name(at)} is incomplete: its base {_name(base)} is gone "
-                    "(deleted or pruned while being written, or lost in a failover); "
-                    "retry, or delete the checkpoint"
+                raise BaseGone(
+                    f"needs the value {_name(at)}, which is incomplete: its delta base "
+                    f"{_name(base)} is gone"
                 )
             at, frame = base, found
         else:

@@ -52,7 +52,30 @@ class Capabilities:
     json: bool | None = None
     replicas: int | None = None
     """Replicas of every primary (the smallest count on a cluster)."""
+    maxmemory_policies: tuple[str, ...] = ()
+    """``maxmemory_policy`` of every primary (each distinct one once); empty when no
+    INFO was allowed (a proxy, an ACL): unknown."""
     notes: list[str] = field(default_factory=list)
+
+    def evicts(self, ttl: bool) -> bool | None:
+        """Whether the server may evict the saver's keys (None: unknown). With ``ttl``
+        every key of the saver carries an expiry, which volatile-* policies evict."""
+        if not self.maxmemory_policies:
+            return None
+        return any(evictable(p, ttl) for p in self.maxmemory_policies)
+
+    def eviction_problem(self, ttl: bool) -> str | None:
+        """What is wrong and what to set, where the saver's keys may be evicted."""
+        if not self.evicts(ttl):
+            return None
+        policies = ", ".join(p for p in self.maxmemory_policies if evictable(p, ttl))
+        with_ttl = " (every key of a saver with a ttl carries an expiry)" if ttl else ""
+        return (
+            f"the server may evict the saver's keys: maxmemory-policy {policies}{with_ttl}; "
+            "a thread that lost some keys fails to read (ThreadDamagedError) and one that "
+            "lost all reads as empty. Set `maxmemory-policy noeviction` (writes then fail "
+            "with OOM instead of data going), or a volatile-* policy without the saver's ttl"
+        )
 
     def write_mode(self, transactions: bool | None, scripts: bool | None) -> WriteMode:
         """How writes run, honouring what the user forced: MULTI wherever it is
@@ -83,9 +106,21 @@ class Capabilities:
             ("search sees all shards", yes(self.search_all_shards)),
             ("JSON module", yes(self.json)),
             ("replicas per primary", "unknown" if self.replicas is None else str(self.replicas)),
+            ("maxmemory-policy", ", ".join(self.maxmemory_policies) or "unknown"),
             ("writes", self.write_mode(None, None).value),
             ("reads", "script" if self.read_scripts(None) else "plain"),
         ]
+
+
+def evictable(policy: str, ttl: bool) -> bool:
+    """May keys be evicted under ``policy``? allkeys-* evict any key, volatile-* those
+    with an expiry (all of the saver's when it has a ttl); a policy this code does not
+    know is taken to evict."""
+    if policy == "noeviction":
+        return False
+    if policy.startswith("volatile-"):
+        return ttl
+    return True
 
 
 def _info(reply: Any) -> Mapping[str, Any]:
@@ -167,15 +202,63 @@ def probe_modes(
     return multi, lua
 
 
-def _replicas(client_kind: str) -> Plan[int | None]:
-    """Replicas behind each primary: CLUSTER SLOTS on a cluster, INFO elsewhere."""
+def _replicas(client_kind: str) -> Plan[tuple[int | None, Any]]:
+    """Replicas behind each primary: CLUSTER SLOTS on a cluster (its reply comes
+    along, None if refused), INFO elsewhere."""
     if client_kind == "cluster":
         ok, reply = yield from _attempt(one(Command.keyless("CLUSTER", "SLOTS")))
-        return min((len(r) - 3 for r in reply[0]), default=0) if ok else None
+        if not ok:
+            return None, None
+        return min((len(r) - 3 for r in reply[0]), default=0), reply[0]
     ok, reply = yield from _attempt(one(Command.keyless("INFO", "replication")))
     if not ok:
-        return None
-    return int(_info(reply[0]).get("connected_slaves", 0))
+        return None, None
+    return int(_info(reply[0]).get("connected_slaves", 0)), None
+
+
+def _policy(info: Mapping[str, Any]) -> str | None:
+    policy = info.get("maxmemory_policy")
+    if isinstance(policy, bytes):
+        policy = policy.decode()
+    return str(policy) if policy else None
+
+
+def primary_routes(slots: Any) -> list[str]:
+    """A key hashing to a slot of each primary, from a CLUSTER SLOTS reply
+    ([start, end, [host, port, id], replicas...] per range): keyless commands
+    routed by it reach that primary."""
+    from redis.crc import key_slot
+
+    owned: dict[tuple[Any, Any], list[tuple[int, int]]] = {}
+    for entry in slots:
+        owned.setdefault((entry[2][0], entry[2][1]), []).append((int(entry[0]), int(entry[1])))
+    routes = []
+    for ranges in owned.values():
+        i = 0
+        while not any(a <= key_slot(f"{{node{i}}}".encode()) <= b for a, b in ranges):
+            i += 1
+        routes.append(f"{{node{i}}}")
+    return routes
+
+
+def _policies(caps: Capabilities, slots: Any, first: str | None) -> Plan[tuple[str, ...]]:
+    """Every primary's ``maxmemory_policy``: on a cluster ``INFO memory`` from each
+    primary (a refusal leaves that one unknown); elsewhere the detector's first INFO
+    (``first``) already said it."""
+    if slots is None:
+        return (first,) if first else ()
+    found: set[str] = set()
+    unknown = 0
+    for route in primary_routes(slots):
+        ok, reply = yield from _attempt(one(Command.routed(route, "INFO", "memory")))
+        policy = _policy(_info(reply[0])) if ok else None
+        if policy:
+            found.add(policy)
+        else:
+            unknown += 1
+    if unknown and found:
+        caps.notes.append(f"maxmemory-policy unknown on {unknown} primary(ies): INFO refused")
+    return tuple(sorted(found))
 
 
 def endpoint_kind(strict: bool) -> Plan[str]:
@@ -201,9 +284,13 @@ def detect(layout: KeyLayout, client_kind: str) -> Plan[Capabilities]:
     caps = Capabilities(
         topology={"cluster": "cluster", "sentinel": "sentinel"}.get(client_kind, "standalone")
     )
-    ok, reply = yield from _attempt(one(Command.keyless("INFO", "server")))
+    # INFO's default sections: the server's name and version, and its maxmemory-policy
+    # (every version answers them in one reply; several named sections need 7.0)
+    ok, reply = yield from _attempt(one(Command.keyless("INFO")))
+    first = None
     if ok:
         _read_server(caps, _info(reply[0]))
+        first = _policy(_info(reply[0]))
     else:
         caps.notes.append("INFO refused")
     if client_kind == "single":
@@ -213,7 +300,8 @@ def detect(layout: KeyLayout, client_kind: str) -> Plan[Capabilities]:
             caps.notes.append("a cluster node reached through a single-node client")
         elif not ok or caps.enterprise:
             caps.topology = "proxy"
-    caps.replicas = yield from _replicas(client_kind)
+    caps.replicas, slots = yield from _replicas(client_kind)
+    caps.maxmemory_policies = yield from _policies(caps, slots, first)
     caps.transactions, caps.scripts = yield from probe_modes(layout, client_kind)
     if caps.transactions is False and client_kind == "single":
         caps.topology = "proxy"
@@ -254,3 +342,11 @@ class ModeLog:
         logger.warning(
             "redis-cluster-saver: %s; running writes as %s and reads as %s", reason, how, reads
         )
+
+    def eviction(self, caps: Capabilities, ttl: bool) -> None:
+        """Warn once per saver where the server may evict the saver's keys."""
+        problem = caps.eviction_problem(ttl)
+        if problem is None or "eviction" in self.said:
+            return
+        self.said.add("eviction")
+        logger.warning("redis-cluster-saver: %s", problem)

@@ -98,3 +98,30 @@ class SlotMigrationError(SaverError, ClusterError):
 
     def __reduce__(self) -> tuple[type[SlotMigrationError], tuple[Any, ...]]:
         return (type(self), self._args)  # it crosses process boundaries whole
+
+
+class ThreadDamagedError(SaverError):
+    """A thread has lost some of its keys: a checkpoint its registry lists is gone, or
+    a value (or a delta's base) that a stored checkpoint needs. A server evicts keys
+    one by one under ``maxmemory`` with an evicting ``maxmemory-policy`` (or someone
+    deleted them by hand); what is left would read back as a shorter state, so the
+    read fails instead. A thread that lost every key reads as empty, as it should.
+    """
+
+    def __init__(self, thread_id: str, checkpoint_ns: str, checkpoint_id: str, lost: str) -> None:
+        where = f"checkpoint {checkpoint_id!r}" + (
+            f" of namespace {checkpoint_ns!r}" if checkpoint_ns else ""
+        )
+        super().__init__(
+            f"thread {thread_id!r} is damaged: {where} {lost}, so it cannot be read "
+            "whole. Its keys were evicted (maxmemory with an evicting maxmemory-policy: "
+            "set maxmemory-policy noeviction, or a volatile-* policy without the saver's "
+            "ttl) or deleted by hand; delete the thread (delete_thread) or restore it"
+        )
+        self.thread_id = thread_id
+        self.checkpoint_ns = checkpoint_ns
+        self.checkpoint_id = checkpoint_id
+        self.lost = lost
+
+    def __reduce__(self) -> tuple[type[ThreadDamagedError], tuple[Any, ...]]:
+        return (type(self), (self.thread_id, self.checkpoint_ns, self.checkpoint_id, self.lost))

@@ -16,7 +16,15 @@ import orjson
 from . import codec, deltas
 from .keys import ThreadKeys, escape, unescape
 from .plan import Command, Plan, RoundTrip, ScriptCall, one
-from .replies import Ancestor, Entry, ExportedCheckpoint, ExportedNamespace, Fields, Listed
+from .replies import (
+    Ancestor,
+    Entry,
+    ExportedCheckpoint,
+    ExportedNamespace,
+    Fields,
+    Listed,
+    Missing,
+)
 
 BATCH = 64
 
@@ -115,12 +123,15 @@ def _values_and_parents(
 
 def load_entries(
     keys: ThreadKeys, ns: str, ids: Sequence[str]
-) -> Plan[list[tuple[Entry, dict[bytes, bytes]]]]:
+) -> Plan[tuple[list[tuple[Entry, dict[bytes, bytes]]], list[Missing]]]:
     """The read script's entries for these ids, each with its whole checkpoint hash
-    (which filters read); the first carries the delta bases of all."""
+    (which filters read), the first carrying the delta bases of all; and the ids
+    the registry still lists whose hash is gone (as the script answers them)."""
     if not ids:
-        return []
+        return [], []
     found = yield from _checkpoints(keys, ns, ids)
+    here = {cid for cid, _, _ in found}
+    absent = [cid for cid in ids if cid not in here]
     loaded = yield from _values_and_parents(keys, ns, found)
     rows = [
         Entry(
@@ -134,18 +145,21 @@ def load_entries(
         )
         for (cid, cp, writes), (values, parent_writes) in zip(found, loaded, strict=True)
     ]
-    if not rows:
-        return []
     bases = yield from _bases(keys, ns, [v for row in rows for v in row.values], set())
     # Read last, after its values: a checkpoint still there was not deleted before
     # them (deletions drop the checkpoint first, its values after; a TTL sets them
     # all at once, the checkpoint first). One gone meanwhile is dropped, as if read
-    # a moment later, never returned with its values missing.
-    alive = yield RoundTrip(
-        tuple(Command.of("EXISTS", keys.checkpoint(ns, c)) for c, _, _ in found)
-    )
+    # a moment later, never returned with its values missing. One gone before the
+    # hash was read and still listed now is answered as the script answers it.
+    checks = [Command.of("EXISTS", keys.checkpoint(ns, c)) for c, _, _ in found]
+    checks += [Command.of("ZREVRANGEBYLEX", keys.registry(ns), f"[{c}", f"[{c}") for c in absent]
+    replies = (yield RoundTrip(tuple(checks))) if checks else []
+    alive, listed = replies[: len(found)], replies[len(found) :]
+    gone = [Missing(ns.encode(), c.encode()) for c, n in zip(absent, listed) if n]
     kept = [(row, cp) for row, (_, cp, _), n in zip(rows, found, alive, strict=True) if n]
-    return [(row._replace(bases=bases if i == 0 else []), cp) for i, (row, cp) in enumerate(kept)]
+    return [
+        (row._replace(bases=bases if i == 0 else []), cp) for i, (row, cp) in enumerate(kept)
+    ], gone
 
 
 def matches(cp: dict[bytes, bytes], filters: Sequence[tuple[bytes, bytes]]) -> bool:
@@ -158,7 +172,7 @@ def matches(cp: dict[bytes, bytes], filters: Sequence[tuple[bytes, bytes]]) -> b
     return True
 
 
-def read(call: ScriptCall) -> Plan[list[Entry] | list[Listed]]:
+def read(call: ScriptCall) -> Plan[list[Entry | Missing] | list[Listed | Missing]]:
     base, mode, ttl, limit, before, want, n, *rest = call.args
     keys = ThreadKeys(_s(base))
     count, limit_n = int(n), int(limit)
@@ -169,31 +183,36 @@ def read(call: ScriptCall) -> Plan[list[Entry] | list[Listed]]:
     if not namespaces:
         namespaces = yield from _namespaces(keys)
     if mode == "id":
-        out: list[Entry] = []
+        out: list[Entry | Missing] = []
         for ns in namespaces:
-            out += [e for e, _ in (yield from load_entries(keys, ns, [_s(want)]))]
+            rows, gone = yield from load_entries(keys, ns, [_s(want)])
+            out += [*(e for e, _ in rows), *gone]
         return out
-    found: list[Entry] = []
+    found: list[Entry | Missing] = []
     for ns in namespaces:
         found += yield from _newest(keys, ns, _s(before), limit_n, filters)
     if mode == "ids":
-        return [Listed(e.ns, e.id) for e in found]
+        return [e if isinstance(e, Missing) else Listed(e.ns, e.id) for e in found]
     return found
 
 
 def _newest(
     keys: ThreadKeys, ns: str, before: str, limit: int, filters: Sequence[tuple[bytes, bytes]]
-) -> Plan[list[Entry]]:
+) -> Plan[list[Entry | Missing]]:
     """A namespace's checkpoints newest first that match ``filters`` (at most ``limit``,
-    0: all), before ``before``; the first carries the delta bases all of them need."""
+    0: all), before ``before``; the first carries the delta bases all of them need.
+    Listed ones whose hash is gone follow, uncounted (as the script answers them)."""
     upper = f"({before}" if before else "+"
     out: list[Entry] = []
+    gone: list[Missing] = []  # listed, hash gone: answered whatever the filter
     carried: list[bytes] = []  # delta bases, whichever entry brought them
     while limit == 0 or len(out) < limit:
         (ids,) = yield one(
             Command.of("ZREVRANGEBYLEX", keys.registry(ns), upper, "-", "LIMIT", 0, BATCH)
         )
-        for entry, cp in (yield from load_entries(keys, ns, [_s(i) for i in ids])):
+        rows, missing = yield from load_entries(keys, ns, [_s(i) for i in ids])
+        gone += missing
+        for entry, cp in rows:
             carried += entry.bases
             if matches(cp, filters) and (limit == 0 or len(out) < limit):
                 out.append(entry._replace(bases=[]))
@@ -202,7 +221,7 @@ def _newest(
         upper = f"({_s(ids[-1])}"
     if out:
         out[0] = out[0]._replace(bases=carried)
-    return out
+    return [*out, *gone]
 
 
 def touch(call: ScriptCall) -> Plan[int]:

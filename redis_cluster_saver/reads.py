@@ -18,13 +18,17 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.types import TASKS
 
 from . import codec, deltas, scripts, validation
+from .errors import ThreadDamagedError
 from .keys import ThreadKeys, unescape
 from .plan import (
     Arg,
+    Command,
     Plan,
+    RoundTrip,
     ScriptCall,
+    pause,
 )
-from .replies import Entry
+from .replies import Entry, Missing
 from .session import Session, config_of
 from .versions import next_version
 
@@ -43,6 +47,14 @@ def resolver(pairs_by_ns: Iterable[tuple[bytes, Sequence[bytes]]]) -> deltas.Res
 
 def entry_resolver(entries: Sequence[Entry]) -> deltas.Resolver:
     return resolver((e.ns, e.bases) for e in entries)
+
+
+RECHECKS = (0.0, 0.1, 0.4)
+"""Pauses before each look again at a listed checkpoint found without its hash. A
+deletion in plain commands (per-key mode, in any process) drops the hash a round
+trip before the registry entry: the entry going is a deletion, staying is damage."""
+
+LISTED_GONE = "is listed but its data is gone"
 
 
 def matches(t: CheckpointTuple, filter: Mapping[str, Any] | None, before_id: str) -> bool:
@@ -87,17 +99,59 @@ class Reads(Session):
             for task_id, channel, type_, data, _, _ in self._pending_rows(flat)
         ]
 
+    def _damaged(self, gone: Sequence[tuple[str, Missing]]) -> Plan[list[tuple[str, Missing]]]:
+        """Those of ``gone`` (thread, checkpoint) that stay listed without their hash
+        (checked again after each of RECHECKS): the others were being deleted."""
+        for wait in RECHECKS:
+            if not gone:
+                break
+            if wait:
+                yield pause(wait)
+            calls: list[Command] = []
+            for thread_id, m in gone:
+                keys, ns, cid = self.layout.thread(thread_id), m.ns.decode(), m.id.decode()
+                calls += [
+                    Command.of("ZREVRANGEBYLEX", keys.registry(ns), f"[{cid}", f"[{cid}"),
+                    Command.of("EXISTS", keys.checkpoint(ns, cid)),
+                ]
+            replies = yield RoundTrip(tuple(calls))
+            gone = [
+                g
+                for g, listed, there in zip(gone, replies[::2], replies[1::2], strict=True)
+                if listed and not int(there)
+            ]
+        return list(gone)
+
+    def _entries(self, thread_id: str, answer: Sequence[Entry | Missing]) -> Plan[list[Entry]]:
+        """A read's entries; a checkpoint it found listed without its hash raises
+        ThreadDamagedError unless a deletion took it meanwhile."""
+        gone = [(thread_id, e) for e in answer if isinstance(e, Missing)]
+        if gone:
+            for _, m in (yield from self._damaged(gone))[:1]:
+                raise ThreadDamagedError(thread_id, m.ns.decode(), m.id.decode(), LISTED_GONE)
+        return [e for e in answer if isinstance(e, Entry)]
+
     def _tuple(self, thread_id: str, entry: Entry, values_of: deltas.Resolver) -> CheckpointTuple:
+        """The tuple of a read entry; a value its checkpoint stored that is gone (or a
+        delta's base) raises ThreadDamagedError, never a state without it."""
         ns, cid = entry.ns.decode(), entry.id.decode()
         fields = entry.fields
         body = self.serde.loads_typed((fields.type.decode(), fields.checkpoint))
         channel_values: dict[str, Any] = {}
         names = fields.blobs.split(b"\n") if fields.blobs else []
-        for name, frame in zip(names, entry.values, strict=True):
-            if frame is not None:
-                channel = unescape(name[: name.index(b":")].decode())
+        held = fields.held or b""
+        for i, (name, frame) in enumerate(zip(names, entry.values, strict=True)):
+            if frame is None:
+                if held[i : i + 1] == b"1":
+                    lost = f"needs the value {name.decode(errors='replace')!r}, which is gone"
+                    raise ThreadDamagedError(thread_id, ns, cid, lost)
+                continue
+            channel = unescape(name[: name.index(b":")].decode())
+            try:
                 typed = values_of.value(entry.ns, name, frame)
-                channel_values[channel] = self.serde.loads_typed(typed)
+            except deltas.BaseGone as exc:
+                raise ThreadDamagedError(thread_id, ns, cid, str(exc)) from None
+            channel_values[channel] = self.serde.loads_typed(typed)
         checkpoint = cast(Checkpoint, {**body, "channel_values": channel_values})
         parent = fields.parent.decode()
         if entry.parent_writes:
@@ -129,9 +183,10 @@ class Reads(Session):
         ns = validation.namespace(config)
         cid = validation.checkpoint_id(config) or ""
         keys = self.layout.thread(thread_id)
-        (entries,) = yield from self._scripts(
+        (answer,) = yield from self._scripts(
             [self._read_call(keys, namespaces=[ns], want=cid, limit=1)]
         )
+        entries = yield from self._entries(thread_id, answer)
         return self._tuple(thread_id, entries[0], entry_resolver(entries)) if entries else None
 
     def delta_channel_history(
@@ -164,7 +219,12 @@ class Reads(Session):
             for ch_raw, frame in codec.pairs(ancestor.seeds).items():
                 channel = ch_raw.decode()
                 # a field name never holds a newline: this name is no base's
-                typed = values_of.value(ns_raw, b"\n" + ch_raw, frame)
+                try:
+                    typed = values_of.value(ns_raw, b"\n" + ch_raw, frame)
+                except deltas.BaseGone as exc:
+                    raise ThreadDamagedError(
+                        thread_id, ns, ancestor.id.decode(), str(exc)
+                    ) from None
                 seeds[channel] = self.serde.loads_typed(typed)
                 remaining.discard(channel)
         result: dict[str, DeltaChannelHistory] = {}

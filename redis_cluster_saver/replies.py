@@ -26,6 +26,9 @@ class Fields(NamedTuple):
     blobs: bytes | None
     """The blob fields the checkpoint uses, newline-separated."""
     meta: bytes
+    held: bytes | None
+    """One flag per field of ``blobs``: ``1`` where this checkpoint's put stored that
+    value, so it must be there (None: written before the flags, nothing known)."""
 
 
 class Entry(NamedTuple):
@@ -46,6 +49,14 @@ class Entry(NamedTuple):
 
 class Listed(NamedTuple):
     """A checkpoint found by a read that answers ids only."""
+
+    ns: bytes
+    id: bytes
+
+
+class Missing(NamedTuple):
+    """A checkpoint the registry lists whose hash is gone (a read answers it where it
+    would answer an Entry or a Listed): a deletion in flight, or a damaged thread."""
 
     ns: bytes
     id: bytes
@@ -79,7 +90,14 @@ def _none(value: Any) -> Any:
     return None if value is False else value
 
 
-def entry(raw: Any) -> Entry:
+def _gone(raw: Any) -> bool:
+    """The scripts answer a gone checkpoint as ``{ns, id, false}``."""
+    return len(raw) == 3 and raw[2] is False
+
+
+def entry(raw: Any) -> Entry | Missing:
+    if _gone(raw):
+        return Missing(raw[0], raw[1])
     ns, cid, fields, writes, values, parent_writes, bases = raw
     return Entry(
         ns,
@@ -92,12 +110,12 @@ def entry(raw: Any) -> Entry:
     )
 
 
-def entries(raw: Any) -> list[Entry]:
+def entries(raw: Any) -> list[Entry | Missing]:
     return [entry(e) for e in raw]
 
 
-def listed(raw: Any) -> list[Listed]:
-    return [Listed(ns, cid) for ns, cid in raw]
+def listed(raw: Any) -> list[Listed | Missing]:
+    return [Missing(e[0], e[1]) if _gone(e) else Listed(e[0], e[1]) for e in raw]
 
 
 def ancestors(raw: Any) -> list[Ancestor]:

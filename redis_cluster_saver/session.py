@@ -185,6 +185,7 @@ class Session:
         """Probe the server once (again on every call: setup is idempotent)."""
         self.adopt((yield from detect(self.layout, self.client_kind)))
         assert self.capabilities is not None
+        self.log.eviction(self.capabilities, bool(self.ttl.ms))
         return self.capabilities
 
     def guarded(self, make: Callable[P, Plan[T]], *args: P.args, **kwargs: P.kwargs) -> Plan[T]:

@@ -159,6 +159,10 @@ class Writes(Session):
         put = _validated(config, checkpoint, metadata, new_versions)
         values = self._encoded_values(put)
         fields = self._checkpoint_fields(put)
+        # which of its values this put stores (so a reader knows them lost if gone)
+        fields["held"] = "".join(
+            "1" if f in values.frames else "0" for f in str(fields["blobs"]).split("\n") if f
+        )
         thread_id, ns, cid = put.thread_id, put.ns, put.cid
         # what the write loop does not need is not kept alive across its round trips
         # (the garbage collector scans whatever an operation in flight holds)
