@@ -65,7 +65,8 @@ test: venv system-deps lint
 COMPAT_JOBS := oldest redis7 redis80
 COMPAT_TESTS := tests/unit/test_compat.py tests/integration/test_conformance.py \
 	tests/integration/test_round_trips.py tests/integration/test_concurrency.py \
-	tests/integration/test_failover.py tests/integration/test_out_of_memory.py
+	tests/integration/test_failover.py tests/integration/test_out_of_memory.py \
+	tests/integration/test_timeouts.py
 
 compat: system-deps $(COMPAT_JOBS:%=compat-%)
 

@@ -22,10 +22,13 @@ from urllib.parse import unquote, urlsplit
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
+import redis.asyncio.retry
 import redis.asyncio.sentinel
 import redis.cluster
 import redis.connection
+import redis.retry
 import redis.sentinel
+from redis.backoff import NoBackoff
 
 from .pool import (
     CLUSTER_NODE_HEADROOM,
@@ -168,6 +171,17 @@ class Flavor:
     sentinel: Any
     pool: Any
     sentinel_pool: Any
+    retry: Any
+    """redis-py's Retry class of this style (its sync and asyncio ones differ)."""
+
+    def no_retry(self) -> Any:
+        """What the clients the saver builds retry on their own: nothing. redis-py
+        retries a timeout or a lost connection three times by default, with backoff
+        from 1 s (and a cluster client relearns its slot map before each try), so a
+        call to a stalled server waited seconds however small ``socket_timeout`` was.
+        The saver retries lost connections and slot moves itself, within
+        ``failover_wait``, and never a timeout."""
+        return self.retry(NoBackoff(), 0)
 
     def cluster_pools(self, limits: PoolLimits) -> dict[str, Any]:
         """How a cluster client's nodes queue: the sync client takes a pool class
@@ -185,6 +199,7 @@ SYNC = Flavor(
     redis.sentinel.Sentinel,
     QueuedPool,
     QueuedSentinelPool,
+    redis.retry.Retry,
 )
 ASYNC = Flavor(
     redis.asyncio.Redis,
@@ -193,6 +208,7 @@ ASYNC = Flavor(
     redis.asyncio.sentinel.Sentinel,
     AsyncQueuedPool,
     AsyncQueuedSentinelPool,
+    redis.asyncio.retry.Retry,
 )
 STRICT_PROXY_ARGS: dict[str, Any] = (
     {"protocol": 2, "driver_info": None}  # redis-py 7+ spelling (lib_name is deprecated)
@@ -214,6 +230,7 @@ def build(
     limits: PoolLimits | None = None,
 ) -> Any:
     limits = limits or PoolLimits()
+    args = {"retry": flavor.no_retry(), **args}  # a retry in connection_args is kept
     if endpoint.sentinel:
         keep = ("socket_timeout", "socket_connect_timeout", "protocol")
         sentinel = flavor.sentinel(
