@@ -28,7 +28,7 @@ from .connection import (
     cluster_enabled,
 )
 from .errors import pool_exhausted
-from .failures import Failure, classify
+from .failures import Failure, classify, refused_for_state
 from .keys import KeyLayout
 from .plan import Command, LuaScript, Plan, RoundTrip, ScriptCall, WriteMode, one
 
@@ -173,6 +173,8 @@ def _allowed(trip: RoundTrip, client_kind: str) -> Plan[bool]:
         except OutOfMemoryError:
             return True  # taken, and refused for want of memory only: no refusal
         except (RedisError, RedisClusterException) as exc:
+            if refused_for_state(exc):
+                return True  # refused for want of replicas (say): no refusal of the mode
             if pool_exhausted(exc) or classify(exc) in MOVING_OR_LOST:
                 raise  # the topology moving under the probe (a failover) proves nothing
             return False

@@ -7,6 +7,7 @@ left half done), and named from the error or the keys of the trip that met it.
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 
 from redis.crc import key_slot
@@ -14,6 +15,7 @@ from redis.exceptions import (
     AskError,
     ClusterError,
     ConnectionError,
+    MasterDownError,
     OutOfMemoryError,
     ReadOnlyError,
     RedisClusterException,
@@ -42,6 +44,31 @@ NOT_RETRIED: tuple[type[BaseException], ...] = (TimeoutError, OutOfMemoryError)
 out of memory is no refusal (its text says "not allowed", and a script's names the
 script), and probing it again would take MULTI, refused for want of memory, for
 MULTI refused for good."""
+STATE_CODES = ("NOREPLICAS", "MASTERDOWN", "BUSY")
+"""Error codes by which a server refuses any write, or any command, for its state: too
+few replicas in sync (``min-replicas-to-write``), a replica cut off from its primary, a
+script running too long. None of them refuses a command the saver's mode needs, and
+none is a failover: the caller gets them at once, and the mode stays."""
+
+
+def refused_for_state(exc: BaseException) -> bool:
+    """A refusal for the server's state (see STATE_CODES), however it came: as its own
+    reply, or inside a script's error or a transaction's."""
+    if isinstance(exc, MasterDownError):
+        return True
+    if not isinstance(exc, ResponseError):
+        return False
+    return _STATE_REPLY.search(str(exc)) is not None
+
+
+_STATE_REPLY = re.compile(
+    r"(?:^|of pipeline caused error: \(['\"])(?:" + "|".join(STATE_CODES) + ") "
+)
+"""A state code opening the server's reply, or the reply redis-py's asyncio pipeline
+quotes ("Command # 1 (SET ...) of pipeline caused error: ('NOREPLICAS ...',)"); never
+a word of the command's own arguments, which that quote also carries."""
+
+
 BY_CLASS: tuple[tuple[type[BaseException], Failure], ...] = (
     (ConnectionError, Failure.LOST),
     (TryAgainError, Failure.MOVING),
@@ -69,8 +96,8 @@ first match wins (the moving slot before the refusal words it also contains)."""
 def classify(exc: BaseException) -> Failure | None:
     """The kind of failure, or None for one that is not retried: a timeout, a full
     connection pool (redis-py raises it as a ConnectionError, but it is the client's
-    own limit), or any other error."""
-    if isinstance(exc, NOT_RETRIED) or pool_exhausted(exc):
+    own limit), a refusal for the server's state, or any other error."""
+    if isinstance(exc, NOT_RETRIED) or pool_exhausted(exc) or refused_for_state(exc):
         return None
     for kind, failure in BY_CLASS:
         if isinstance(exc, kind):

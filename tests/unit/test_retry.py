@@ -10,6 +10,7 @@ from redis.exceptions import (
     ClusterDownError,
     ClusterError,
     ConnectionError,
+    MasterDownError,
     MaxConnectionsError,
     MovedError,
     NoPermissionError,
@@ -60,6 +61,30 @@ CASES = [
     (PoolTimeoutError(4, 1.0), None),
     (ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), None),
     (ValueError("not a redis error"), None),
+    # refusals for the server's state: no refusal of a mode, and no failover
+    (ResponseError("NOREPLICAS Not enough good replicas to write."), None),
+    (
+        ResponseError("NOREPLICAS Not enough good replicas to write. script: on @user_script:255."),
+        None,
+    ),
+    (
+        MasterDownError("Link with MASTER is down and replica-serve-stale-data is set to 'no'."),
+        None,
+    ),
+    (ResponseError("BUSY Valkey is busy running a script."), None),
+    # the asyncio pipeline quotes the reply after the command and its arguments
+    (
+        ResponseError(
+            "Command # 1 (SET rcs:{probe}:detect 1 PX 10000) of pipeline caused error: "
+            "('NOREPLICAS Not enough good replicas to write.',)"
+        ),
+        None,
+    ),
+    # a state code among a command's arguments is not the server's reply
+    (
+        ResponseError("ERR unknown command 'EVAL', with args beginning with: 'NOREPLICAS '"),
+        Failure.REFUSED,
+    ),
 ]
 
 
