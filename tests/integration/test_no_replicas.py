@@ -94,19 +94,21 @@ def test_sync_write_refused_for_want_of_replicas(
     options = {"key_prefix": f"nr-{mode}", **MODES[mode]}
     with RedisClusterSaver.from_conn_string(server.url, **options) as saver:
         before = saver.capabilities
-    with caplog.at_level(logging.WARNING, logger="redis_cluster_saver"):
-        with NoReplicas(server):
-            with RedisClusterSaver.from_conn_string(server.url, **options) as saver:
-                assert saver.capabilities == before  # the setup's probes are no refusal
-                args = _put_args("t")
-                with pytest.raises(ResponseError, match="NOREPLICAS"):
-                    saver.put(*args)
-                assert saver.capabilities == before
-                assert saver.get_tuple(args[0]) is None
-                with NoReplicas.lifted(server):
-                    stored = saver.put(*args)  # the same saver, in the same mode
-                assert saver.capabilities == before
-                assert saver.get_tuple(stored) is not None
+    with (
+        caplog.at_level(logging.WARNING, logger="redis_cluster_saver"),
+        NoReplicas(server),
+        RedisClusterSaver.from_conn_string(server.url, **options) as saver,
+    ):
+        assert saver.capabilities == before  # the setup's probes are no refusal
+        args = _put_args("t")
+        with pytest.raises(ResponseError, match="NOREPLICAS"):
+            saver.put(*args)
+        assert saver.capabilities == before
+        assert saver.get_tuple(args[0]) is None
+        with NoReplicas.lifted(server):
+            stored = saver.put(*args)  # the same saver, in the same mode
+        assert saver.capabilities == before
+        assert saver.get_tuple(stored) is not None
     assert not fallbacks(caplog)
 
 
@@ -117,13 +119,12 @@ async def test_async_write_refused_for_want_of_replicas(
     options = {"key_prefix": f"nra-{mode}", **MODES[mode]}
     async with AsyncRedisClusterSaver.from_conn_string(server.url, **options) as saver:
         before = saver.capabilities
-    with caplog.at_level(logging.WARNING, logger="redis_cluster_saver"):
-        with NoReplicas(server):
-            async with AsyncRedisClusterSaver.from_conn_string(server.url, **options) as saver:
-                assert saver.capabilities == before
-                args = _put_args("t")
-                with pytest.raises(ResponseError, match="NOREPLICAS"):
-                    await saver.aput(*args)
-                assert saver.capabilities == before
-                assert await saver.aget_tuple(args[0]) is None
+    with caplog.at_level(logging.WARNING, logger="redis_cluster_saver"), NoReplicas(server):
+        async with AsyncRedisClusterSaver.from_conn_string(server.url, **options) as saver:
+            assert saver.capabilities == before
+            args = _put_args("t")
+            with pytest.raises(ResponseError, match="NOREPLICAS"):
+                await saver.aput(*args)
+            assert saver.capabilities == before
+            assert await saver.aget_tuple(args[0]) is None
     assert not fallbacks(caplog)
