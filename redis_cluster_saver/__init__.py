@@ -2,7 +2,13 @@
 round trip per operation, on clusters, Sentinel, proxies and single servers."""
 
 from .detector import Capabilities
-from .errors import DurabilityError, SaverError, SlotMigrationError
+from .errors import (
+    DurabilityError,
+    ParentMissingError,
+    SaverError,
+    SlotMigrationError,
+    ThreadDamagedError,
+)
 from .keys import KeyLayout
 from .options import TTL
 from .saver import AsyncRedisClusterSaver, RedisClusterSaver
@@ -13,8 +19,10 @@ __all__ = [
     "Capabilities",
     "DurabilityError",
     "KeyLayout",
+    "ParentMissingError",
     "RedisClusterSaver",
     "SaverError",
     "SlotMigrationError",
+    "ThreadDamagedError",
 ]
 __version__ = "0.1.0"

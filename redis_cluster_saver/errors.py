@@ -100,6 +100,34 @@ class SlotMigrationError(SaverError, ClusterError):
         return (type(self), self._args)  # it crosses process boundaries whole
 
 
+class ParentMissingError(SaverError):
+    """A durable put (``durability=...``) names a parent checkpoint the server does not
+    hold, so nothing was written: the checkpoint would have a hole in its history.
+
+    Another process deleted the thread, or the parent's own write was refused (a
+    DurabilityError: too few replicas took it) and a failover has since taken it away,
+    after a read returned it from the old primary. Read the thread again (get_tuple)
+    and go on from what is stored.
+    """
+
+    def __init__(self, thread_id: str, checkpoint_ns: str, checkpoint_id: str, parent: str) -> None:
+        where = f"thread {thread_id!r}" + (
+            f", namespace {checkpoint_ns!r}" if checkpoint_ns else ""
+        )
+        super().__init__(
+            f"checkpoint {checkpoint_id!r} of {where} was not written: its parent "
+            f"{parent!r} is not stored (deleted, or its own write was refused and then "
+            "lost in a failover); read the thread again and go on from what is stored"
+        )
+        self.thread_id = thread_id
+        self.checkpoint_ns = checkpoint_ns
+        self.checkpoint_id = checkpoint_id
+        self.parent = parent
+
+    def __reduce__(self) -> tuple[type[ParentMissingError], tuple[Any, ...]]:
+        return (type(self), (self.thread_id, self.checkpoint_ns, self.checkpoint_id, self.parent))
+
+
 class ThreadDamagedError(SaverError):
     """A thread has lost some of its keys: a checkpoint its registry lists is gone, or
     a value (or a delta's base) that a stored checkpoint needs. A server evicts keys

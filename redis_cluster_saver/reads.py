@@ -142,7 +142,7 @@ class Reads(Session):
         held = fields.held or b""
         for i, (name, frame) in enumerate(zip(names, entry.values, strict=True)):
             if frame is None:
-                if held[i : i + 1] == b"1":
+                if held[i : i + 1] in (b"1", b"2"):  # stored by it, or there when it was
                     lost = f"needs the value {name.decode(errors='replace')!r}, which is gone"
                     raise ThreadDamagedError(thread_id, ns, cid, lost)
                 continue

@@ -19,6 +19,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from . import codec, deltas, perkey, scripts, search, validation
+from .errors import ParentMissingError
 from .keys import ThreadKeys, blob_field, write_field
 from .plan import (
     Arg,
@@ -105,9 +106,21 @@ class _Values:
 
     frames: dict[str, bytes] = field(default_factory=dict)
     lists: dict[str, tuple[str, deltas.Written, str | None]] = field(default_factory=dict)
+    inherited: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    """Values stored by an earlier put that the checkpoint names (see put)."""
 
     def bases(self) -> tuple[str, ...]:
         return tuple(sorted({base for _, _, base in self.lists.values() if base is not None}))
+
+    def required(self) -> tuple[str, ...]:
+        """The fields the write needs the server to hold: delta bases, inherited values."""
+        return tuple(sorted({*self.bases(), *self.inherited}))
+
+    def store_inherited(self, gone: set[str], serde: SerializerProtocol) -> None:
+        """The inherited values that are gone become this put's own."""
+        for f in gone & set(self.inherited):
+            channel, value = self.inherited.pop(f)
+            self.frames[f] = _dumps(serde, value, f"channel {channel!r}")
 
     def store_whole(self, gone: set[str]) -> None:
         """The deltas on these bases become whole values."""
@@ -115,6 +128,19 @@ class _Values:
             if base in gone:
                 self.frames[f], whole = written.whole()
                 self.lists[f] = (channel, whole, None)
+
+
+def _preconditions(calls: Sequence[Call]) -> int:
+    """How many calls at the head of a trip are preconditions."""
+    n = 0
+    while n < len(calls) and isinstance(calls[n], Require):
+        n += 1
+    return n
+
+
+PARENT_FIELD = "checkpoint"
+"""The field every stored checkpoint's hash holds: a durable put requires its
+parent's (a blob field always holds a ':', so the two never meet in a refusal)."""
 
 
 class Writes(Session):
@@ -137,7 +163,7 @@ class Writes(Session):
         if thread_id not in self.known_threads:
             yield one(entry)
             self.known_threads.add(thread_id)
-        head = 1 if calls and isinstance(calls[0], Require) else 0  # a precondition stays first
+        head = _preconditions(calls)  # preconditions stay first
         sent = [*calls[:head], Command.of("EXISTS", keys.namespaces), *calls[head:]]
         replies = yield from self._atomic(keys, sent)
         if refused(sent, replies):
@@ -159,16 +185,35 @@ class Writes(Session):
         put = _validated(config, checkpoint, metadata, new_versions)
         values = self._encoded_values(put)
         fields = self._checkpoint_fields(put)
-        # which of its values this put stores (so a reader knows them lost if gone)
+        values.inherited = self._inherited(put, values) if self.mode.scripts else {}
+        # which of its values must be there when read: stored by this put ("1"), or
+        # inherited and there when it was written ("2"); "0" unknown (not checked)
         fields["held"] = "".join(
-            "1" if f in values.frames else "0" for f in str(fields["blobs"]).split("\n") if f
+            "1" if f in values.frames else "2" if f in values.inherited else "0"
+            for f in str(fields["blobs"]).split("\n")
+            if f
         )
-        thread_id, ns, cid = put.thread_id, put.ns, put.cid
+        thread_id, ns, cid, parent = put.thread_id, put.ns, put.cid, put.parent_id
         # what the write loop does not need is not kept alive across its round trips
         # (the garbage collector scans whatever an operation in flight holds)
         del put, config, checkpoint, metadata, new_versions
-        yield from self._store(thread_id, ns, cid, values, fields)
+        yield from self._store(thread_id, ns, cid, values, fields, parent)
         return config_of(thread_id, ns, cid)
+
+    @staticmethod
+    def _inherited(put: _Put, values: _Values) -> dict[str, tuple[str, Any]]:
+        """The values the checkpoint names but an earlier put stored (its channels
+        that did not change), by blob field: the write requires them still there.
+        Gone (a failover lost the put that stored them, a delete took them), they
+        are stored from the checkpoint itself, so no checkpoint is ever written
+        naming a value the server does not hold."""
+        inherited: dict[str, tuple[str, Any]] = {}
+        for channel, version in put.body.get("channel_versions", {}).items():
+            if channel in put.values:
+                f = blob_field(channel, version)
+                if f not in values.frames:
+                    inherited[f] = (channel, put.values[channel])
+        return inherited
 
     def _encoded_values(self, put: _Put) -> _Values:
         """The changed channels' frames by blob field; growing lists as deltas where
@@ -218,11 +263,21 @@ class Writes(Session):
         return fields
 
     def _store(
-        self, thread_id: str, ns: str, cid: str, values: _Values, fields: dict[str, Arg]
+        self,
+        thread_id: str,
+        ns: str,
+        cid: str,
+        values: _Values,
+        fields: dict[str, Arg],
+        parent: str | None,
     ) -> Plan[None]:
         """One atomic trip: values, then the checkpoint, published last. A delta goes
-        only where its base still exists, else nothing is applied and it goes whole."""
+        only where its base still exists, else nothing is applied and it goes whole.
+        A durable put goes only where its parent is stored (see ParentMissingError)."""
         keys = self.layout.thread(thread_id)
+        lineage: list[Call] = []
+        if self.durability is not None and parent and self.mode.scripts:
+            lineage = [Require(keys.checkpoint(ns, parent), (PARENT_FIELD,))]
         cp_key = validation.key_size(
             keys.checkpoint(ns, cid), "thread_id, checkpoint_ns and checkpoint['id']"
         )
@@ -241,21 +296,25 @@ class Writes(Session):
             calls: list[Call] = [
                 Command.of("HSETNX", keys.blobs(ns), f, frame) for f, frame in values.frames.items()
             ]
-            bases = values.bases()
-            if bases:  # a delta is written only where its base still exists
-                calls.insert(0, Require(keys.blobs(ns), bases))
+            required = values.required()
+            if required:  # a delta's base, an inherited value: written only where there
+                calls.insert(0, Require(keys.blobs(ns), required))
+            calls[:0] = lineage
             replies = yield from self._publish(
                 thread_id, keys, [*calls, *checkpoint_calls, *retained]
             )
             gone = set(refused(calls, replies))
             if not gone:
                 break
-            # another process deleted or pruned the bases (or a failover lost them)
-            # since this process wrote them: nothing was applied; store those whole
+            if PARENT_FIELD in gone:  # nothing was applied
+                raise ParentMissingError(thread_id, ns, cid, str(parent))
+            # another process deleted or pruned them (or a failover lost them) since
+            # they were written: nothing was applied; store them, whole, with this put
             values.store_whole(gone)
+            values.store_inherited(gone, self.serde)
         if retain is not None and not retained:  # no script to prune inside the write
             yield from perkey.retain(retain)
-        stored = dict(zip(values.frames, replies[1 if bases else 0 :], strict=False))
+        stored = dict(zip(values.frames, replies[_preconditions(calls) :], strict=False))
         for f, (channel, written, _) in values.lists.items():
             if stored.get(f):  # HSETNX: 1, or True through redis-py's reply callback
                 self.lists.remember(thread_id, ns, channel, written)

@@ -9,7 +9,7 @@ import pytest
 from langgraph.checkpoint.base import empty_checkpoint
 
 from cluster.faults import pause, resume
-from redis_cluster_saver import DurabilityError, RedisClusterSaver
+from redis_cluster_saver import DurabilityError, ParentMissingError, RedisClusterSaver
 from tests.support.counting import commands_in, recording
 from tests.support.servers import url_of
 
@@ -97,3 +97,34 @@ def test_too_few_acknowledgements_raise_a_clear_error(fresh_sentinel: Any) -> No
             steady.get_tuple({"configurable": {"thread_id": "during", "checkpoint_ns": ""}})
             is not None
         )  # on the primary all along, as the error says
+
+
+@pytest.mark.parametrize("topology", ["sentinel", "cluster"])
+def test_a_durable_put_whose_parent_is_gone_writes_nothing(
+    request: pytest.FixtureRequest, topology: str
+) -> None:
+    """A durable write never stores a checkpoint with a hole in its history: its parent
+    was deleted (as here), or refused and lost in a failover after a read returned it
+    (tests/integration/test_partitions.py). Without durability the thread starts again."""
+    dep = deployment_for(request, topology)
+    options = saver_options(dep, durability=DURABLE)
+    with (
+        RedisClusterSaver.from_conn_string(url_of(dep), **options) as saver,
+        RedisClusterSaver.from_conn_string(url_of(dep), key_prefix=options["key_prefix"]) as plain,
+    ):
+        parent = put_one(saver, "lineage")
+        saver.delete_thread("lineage")
+        cp = empty_checkpoint()
+        cp["channel_values"] = {"a": "next"}
+        cp["channel_versions"] = {"a": 2}
+        with pytest.raises(ParentMissingError, match="its parent") as raised:
+            saver.put(parent, cp, {"step": 2}, {"a": 2})
+        assert raised.value.parent == parent["configurable"]["checkpoint_id"]
+        assert saver.get_tuple({"configurable": {"thread_id": "lineage"}}) is None
+        assert list(saver.list(None)) == []
+        # the parent there, the same put goes through
+        again = put_one(saver, "lineage")
+        assert saver.get_tuple(saver.put(again, cp, {"step": 2}, {"a": 2})) is not None
+        saver.delete_thread("lineage")
+        stored = plain.put(again, cp, {"step": 2}, {"a": 2})  # not durable: written
+        assert plain.get_tuple(stored) is not None
