@@ -4,10 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEBIAN_PACKAGES := redis-server nutcracker postgresql
+DEBIAN_PACKAGES := redis-server nutcracker postgresql iptables
 TOPOLOGY ?= cluster
 
-.PHONY: venv system-deps lint unit integration langgraph-tests test demo bench bench-cross-thread bench-pool bench-graphs bench-retention soak compat cluster-up cluster-down cluster-status clean
+.PHONY: venv system-deps lint unit integration langgraph-tests test demo bench bench-cross-thread bench-pool bench-graphs bench-retention bench-partition soak compat cluster-up cluster-down cluster-status clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,7 @@ system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v nutcracker >/dev/null 2>&1 || [ -x /usr/sbin/nutcracker ] || missing="$$missing nutcracker"; \
+	command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing="$$missing iptables"; \
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -100,6 +101,11 @@ bench-graphs: venv system-deps
 # A 10,000-step thread with retention={"keep_last": 10} against one without.
 bench-retention: venv
 	$(PY) -m benchmarks.retention
+
+# A network partition under load (cluster/network.py: namespaces, veth, iptables; root
+# only), each mode on a cluster and on Sentinel: prints the README's Partitions table.
+bench-partition: venv system-deps
+	$(PY) -m benchmarks.partition
 
 soak: venv system-deps
 	$(PY) -m benchmarks.soak

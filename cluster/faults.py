@@ -13,7 +13,6 @@ from typing import Any
 import redis
 
 from .model import Deployment, Node
-from .ports import HOST
 from .processes import (
     POLL_INTERVAL,
     StartupError,
@@ -48,8 +47,8 @@ def _first_answer(nodes: list[Node], ask: Any) -> Any:
     return None
 
 
-def _cluster_roles(dep: Deployment, live: list[Node]) -> None:
-    view = _first_answer(live, lambda n: cluster_view(n.port)) or []
+def _cluster_roles(dep: Deployment, live: list[Node], viewers: list[Node]) -> None:
+    view = _first_answer(viewers, lambda n: cluster_view(n.port)) or []
     by_id = {v["id"]: v for v in view}
     for n in _data_nodes(dep):
         v = by_id.get(n.node_id or "")
@@ -69,14 +68,17 @@ def _sentinel_roles(dep: Deployment, live: list[Node]) -> None:
         if n not in live:
             n.role = "dead"
         else:
-            n.role = "primary" if addr == (HOST, n.port) else "replica"
+            n.role = "primary" if addr == n.address else "replica"
 
 
-def refresh_roles(dep: Deployment) -> None:
-    """Update node roles from the live servers' view and persist the state file."""
+def refresh_roles(dep: Deployment, viewers: list[Node] | None = None) -> None:
+    """Update node roles from the live servers' view and persist the state file.
+
+    ``viewers``: the nodes whose view of a cluster counts (the majority side of a
+    partition); by default the first live node that answers."""
     live = _live(dep, _data_nodes(dep))
     if dep.topology == "cluster":
-        _cluster_roles(dep, live)
+        _cluster_roles(dep, live, live if viewers is None else viewers)
     elif dep.topology == "sentinel":
         _sentinel_roles(dep, live)
     dep.save()
@@ -124,7 +126,7 @@ def wait_for_failover(dep: Deployment, old_primary: Node, timeout: float = 30) -
             return cluster_health(survivors)
 
         _wait(promoted, timeout, "cluster failover")
-        refresh_roles(dep)
+        refresh_roles(dep, survivors)  # the old primary may be alive, on its own
         new_ids = was_replica - {n.node_id for n in dep.replicas}
         return next(n for n in dep.primaries if n.node_id in new_ids)
 

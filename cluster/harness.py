@@ -17,6 +17,8 @@ import redis
 from .binaries import TOPOLOGIES, available
 from .faults import kill_primary, migrate_slot, pause, refresh_roles, resume, wait_for_failover
 from .model import Deployment, Node, load_state
+from .network import Network, orphans
+from .network import remove as remove_namespaces
 from .processes import (
     StartupError,
     admin_client,
@@ -64,6 +66,7 @@ def start(
     *,
     owner_pid: int | None = None,
     modules: bool = True,
+    network: Network | None = None,
 ) -> Deployment:
     """Start a fresh ``topology`` and return its Deployment (state saved to workdir).
 
@@ -78,7 +81,7 @@ def start(
         stop(old)
     if wd.exists() and _inside_run_root(wd):
         shutil.rmtree(wd, ignore_errors=True)
-    dep = launch(topology, wd, modules=modules)
+    dep = launch(topology, wd, modules=modules, network=network)
     dep.owner_pid = owner_pid
     dep.save()
     return dep
@@ -90,10 +93,12 @@ STOP_TIMEOUT: dict[str, float] = {"postgres": 60.0}
 
 
 def stop(deployment: Deployment) -> None:
-    """Stop the deployment's own processes (pid-verified) and delete its workdir."""
+    """Stop the deployment's own processes (pid-verified), delete its workdir and the
+    namespaces of its partition network."""
     terminate(
         deployment.nodes, deployment.workdir, timeout=STOP_TIMEOUT.get(deployment.topology, 5.0)
     )
+    remove_namespaces(deployment.netns)
     wd = Path(deployment.workdir)
     if _inside_run_root(wd):
         shutil.rmtree(wd, ignore_errors=True)
@@ -195,6 +200,10 @@ def down(name: str | None = None) -> list[str]:
         else:
             shutil.rmtree(wd, ignore_errors=True)  # leftovers of a failed start
         stopped.append(wd.name)
+    if name is None:
+        left = orphans()  # of a process killed before it could remove them
+        remove_namespaces(left)
+        stopped += left
     return stopped
 
 

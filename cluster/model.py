@@ -57,6 +57,8 @@ class Deployment:
     startup_seconds: float = 0.0
     # Cluster nodes load RedisJSON + RediSearch; nodes added later must match.
     modules: bool = True
+    # Network namespaces of a partition network (cluster.network), removed by ``stop``
+    netns: list[str] = field(default_factory=list)
 
     @property
     def urls(self) -> list[str]:
@@ -113,6 +115,7 @@ class Deployment:
             owner_pid=data.get("owner_pid"),
             startup_seconds=float(data.get("startup_seconds", 0.0)),
             modules=bool(data.get("modules", True)),
+            netns=[str(ns) for ns in data.get("netns") or []],
         )
 
     def save(self) -> None:

@@ -6,6 +6,7 @@ startup time dominates test-suite latency on small CI machines.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -23,6 +24,7 @@ from redis_cluster_saver.connection import STRICT_PROXY_ARGS
 
 from . import binaries
 from .model import Deployment, Node
+from .network import Network
 from .ports import HOST, PortClash, free_ports
 from .processes import (
     StartupError,
@@ -52,9 +54,12 @@ PROXY_CLIENT_KWARGS: dict[str, Any] = dict(STRICT_PROXY_ARGS)
 class _Launch:
     """Collects the processes of one start attempt so a failure can kill them all."""
 
-    def __init__(self, workdir: Path, *, modules: bool = True) -> None:
+    def __init__(
+        self, workdir: Path, *, modules: bool = True, network: Network | None = None
+    ) -> None:
         self.workdir = workdir
         self.modules = modules  # cluster nodes load RedisJSON + RediSearch
+        self.network = network  # servers get addresses of their own in its lab
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.nodes: list[Node] = []
 
@@ -68,6 +73,7 @@ class _Launch:
         *,
         scheme: str = "redis",
         identity: tuple[int, int] | None = None,
+        host: str = HOST,
         **extra: Any,
     ) -> Node:
         proc = spawn(argv, self.workdir, name, identity)
@@ -75,7 +81,8 @@ class _Launch:
             pid=proc.pid,
             port=port,
             role=role,
-            url=f"{scheme}://{HOST}:{port}",
+            url=f"{scheme}://{host}:{port}",
+            host=host,
             name=name,
             starttime=proc_starttime(proc.pid),
             log=str(log),
@@ -99,11 +106,18 @@ class _Launch:
         **extra: Any,
     ) -> Node:
         log = self.workdir / f"{name}.log"
+        host = extra.pop("host", None) or self.address()
         argv = server_argv(
-            binary, port, self.workdir, log, modules=modules, tls=tls, before_7=before_7
+            binary, port, self.workdir, log, modules=modules, tls=tls, before_7=before_7, host=host
         )
         scheme = "redis" if tls is None else "rediss"
-        return self.add(argv + (extra_args or []), name, port, role, log, scheme=scheme, **extra)
+        return self.add(
+            argv + (extra_args or []), name, port, role, log, scheme=scheme, host=host, **extra
+        )
+
+    def address(self) -> str:
+        """Where the next server listens: 127.0.0.1, or an address of its own in the lab."""
+        return HOST if self.network is None else self.network.server_address()
 
 
 def server_argv(
@@ -115,18 +129,21 @@ def server_argv(
     modules: bool,
     tls: TlsFiles | None = None,
     before_7: bool = False,
+    host: str = HOST,
 ) -> list[str]:
     """Common flags: loopback only, no persistence, foreground, fast diskless replication.
 
     With ``tls`` the server listens on ``port`` with TLS only (plain port 0).
     ``before_7`` leaves out ``shutdown-timeout``, which Redis 6.2 refuses as a bad
-    directive (7.0 added it).
+    directive (7.0 added it). A ``host`` other than 127.0.0.1 (an address of its own in
+    a partition network) is bound beside 127.0.0.1 and is the source of every connection
+    the server opens, so packets between servers carry their addresses.
     """
     listen = ["--port", str(port)] if tls is None else ["--port", "0", *tls.server_args(port)]
     argv = [
         str(binary),
         *listen,
-        "--bind", HOST,
+        *own_address_args(host),
         "--protected-mode", "no",
         "--daemonize", "no",
         "--save", "",
@@ -144,6 +161,13 @@ def server_argv(
         for mod in binaries.module_paths() or []:
             argv += ["--loadmodule", str(mod)]
     return argv
+
+
+def own_address_args(host: str) -> list[str]:
+    """Listen on ``host`` (and 127.0.0.1, the harness's console) and send from it."""
+    if host == HOST:
+        return ["--bind", HOST]
+    return ["--bind", host, HOST, "--bind-source-addr", host, "--replica-announce-ip", host]
 
 
 def _require(path: Path | None, topology: str) -> Path:
@@ -371,14 +395,16 @@ def _slot_ranges(count: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1] - 1) for i in range(count)]
 
 
-def cluster_node_args(workdir: Path, port: int, bus: int) -> list[str]:
+def cluster_node_args(workdir: Path, port: int, bus: int, host: str = HOST) -> list[str]:
     """Flags that make a node a cluster member; shared by the initial build and scale-out."""
+    announce = [] if host == HOST else ["--cluster-announce-ip", host]
     return [
         "--cluster-enabled", "yes",
         "--cluster-port", str(bus),
         "--cluster-config-file", str(workdir / f"nodes-{port}.conf"),
         "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
         "--cluster-require-full-coverage", "yes",
+        *announce,
     ]  # fmt: skip
 
 
@@ -391,6 +417,7 @@ def spawn_cluster_nodes(launch: _Launch, roles: Sequence[str], first_index: int)
     nodes: list[Node] = []
     for i, role in enumerate(roles):
         port, bus = ports[i], ports[len(roles) + i]
+        host = launch.address()
         nodes.append(
             launch.server(
                 binary,
@@ -398,8 +425,9 @@ def spawn_cluster_nodes(launch: _Launch, roles: Sequence[str], first_index: int)
                 port,
                 role,
                 modules=launch.modules,
-                extra_args=cluster_node_args(launch.workdir, port, bus),
+                extra_args=cluster_node_args(launch.workdir, port, bus, host),
                 bus_port=bus,
+                host=host,
             )
         )
     wait_pingable(nodes, launch.procs)
@@ -424,7 +452,7 @@ def build_cluster(launch: _Launch) -> Deployment:
         # Full mesh of MEETs: waiting for gossip to spread a star topology costs ~1 s.
         for i, c in enumerate(clients):
             for n in nodes[i + 1 :]:
-                command(c, "CLUSTER", "MEET", HOST, n.port, n.bus_port)
+                command(c, "CLUSTER", "MEET", n.host, n.port, n.bus_port)
 
         def replicas_know_primaries() -> str | None:
             for r, p in zip(replicas, primaries, strict=True):
@@ -486,7 +514,7 @@ def sentinel_health(
             return f"{r.name}: master_link_status={link}"
     want_replicas = {r.port for r in replicas}
     for s in sentinels:
-        if sentinel_primary(s.port, service) != (HOST, primary.port):
+        if sentinel_primary(s.port, service) != primary.address:
             return f"{s.name} reports primary {sentinel_primary(s.port, service)}"
         client = admin_client(s.port)
         try:
@@ -516,39 +544,44 @@ def build_sentinel(launch: _Launch) -> Deployment:
     primary = launch.server(binary, "primary", p_port, "primary", modules=True)
     replica = launch.server(
         binary, "replica", r_port, "replica", modules=True,
-        extra_args=["--replicaof", HOST, str(p_port)],
+        extra_args=["--replicaof", primary.host, str(p_port)],
     )  # fmt: skip
     # the servers answer before the sentinels start: a primary still loading its
     # modules when they look would be down past down-after-milliseconds, and failed over
     wait_pingable([primary, replica], launch.procs)
+    s_hosts = [launch.address() for _ in s_ports]
     sentinels: list[Node] = []
-    for i, (port, myid) in enumerate(zip(s_ports, ids, strict=True)):
+    for i, (host, port, myid) in enumerate(zip(s_hosts, s_ports, ids, strict=True)):
         name = f"sentinel{i}"
         log = launch.workdir / f"{name}.log"
         conf = launch.workdir / f"{name}.conf"
         lines = [
             f"port {port}",
-            f"bind {HOST}",
+            *(f"{arg[2:]} {' '.join(rest)}" for arg, *rest in _flag_groups(own_address_args(host))),
             "protected-mode no",
             "daemonize no",
             f'dir "{launch.workdir}"',
             f'logfile "{log}"',
             f"sentinel myid {myid}",
             "sentinel resolve-hostnames no",
-            f"sentinel monitor {SERVICE_NAME} {HOST} {p_port} 2",
+            f"sentinel monitor {SERVICE_NAME} {primary.host} {p_port} 2",
             f"sentinel down-after-milliseconds {SERVICE_NAME} 1000",
             f"sentinel failover-timeout {SERVICE_NAME} 3000",
             f"sentinel parallel-syncs {SERVICE_NAME} 1",
-            f"sentinel known-replica {SERVICE_NAME} {HOST} {r_port}",
+            f"sentinel known-replica {SERVICE_NAME} {replica.host} {r_port}",
         ]
+        if host != HOST:
+            lines.append(f"sentinel announce-ip {host}")
         lines += [
-            f"sentinel known-sentinel {SERVICE_NAME} {HOST} {op} {oid}"
-            for op, oid in zip(s_ports, ids, strict=True)
+            f"sentinel known-sentinel {SERVICE_NAME} {oh} {op} {oid}"
+            for oh, op, oid in zip(s_hosts, s_ports, ids, strict=True)
             if op != port
         ]
         conf.write_text("\n".join(lines) + "\n")  # sentinels rewrite this file: keep writable
         sentinels.append(
-            launch.add([str(binary), str(conf), "--sentinel"], name, port, "sentinel", log)
+            launch.add(
+                [str(binary), str(conf), "--sentinel"], name, port, "sentinel", log, host=host
+            )
         )
     wait_pingable(launch.nodes, launch.procs)
     wait_until(
@@ -558,7 +591,7 @@ def build_sentinel(launch: _Launch) -> Deployment:
         launch.nodes,
         launch.procs,
     )
-    hosts = ",".join(f"{HOST}:{s.port}" for s in sentinels)
+    hosts = ",".join(f"{s.host}:{s.port}" for s in sentinels)
     return Deployment(
         "sentinel",
         launch.workdir.name,
@@ -566,8 +599,19 @@ def build_sentinel(launch: _Launch) -> Deployment:
         f"redis+sentinel://{hosts}/{SERVICE_NAME}",
         launch.nodes,
         service_name=SERVICE_NAME,
-        sentinels=[(HOST, s.port) for s in sentinels],
+        sentinels=[s.address for s in sentinels],
     )
+
+
+def _flag_groups(args: list[str]) -> list[list[str]]:
+    """``["--a", "x", "y", "--b", "z"]`` as ``[["--a", "x", "y"], ["--b", "z"]]``."""
+    groups: list[list[str]] = []
+    for arg in args:
+        if arg.startswith("--"):
+            groups.append([arg])
+        else:
+            groups[-1].append(arg)
+    return groups
 
 
 # -------------------------------------------------------------------------------- proxy
@@ -764,6 +808,8 @@ def build_postgres(launch: _Launch) -> Deployment:
     return Deployment("postgres", wd.name, str(wd), node.url, launch.nodes)
 
 
+PARTITIONABLE = ("cluster", "sentinel")
+
 BUILDERS: dict[str, Callable[[_Launch], Deployment]] = {
     "standalone": build_standalone,
     "plain": build_plain,
@@ -776,30 +822,43 @@ BUILDERS: dict[str, Callable[[_Launch], Deployment]] = {
 }
 
 
-def launch(topology: str, workdir: Path, attempts: int = 3, *, modules: bool = True) -> Deployment:
+def launch(
+    topology: str,
+    workdir: Path,
+    attempts: int = 3,
+    *,
+    modules: bool = True,
+    network: Network | None = None,
+) -> Deployment:
     """Start ``topology`` in ``workdir``; retries with fresh ports on a port clash.
 
     ``modules=False`` (cluster only) starts the nodes without RedisJSON and RediSearch:
     valkey refuses atomic slot migration (CLUSTER MIGRATESLOTS) while they are loaded.
+    With a ``network`` (cluster and sentinel) every server runs in its lab namespace on
+    an address of its own; call the harness from ``network.inside()`` to reach them.
     """
     if topology not in BUILDERS:
         raise ValueError(binaries.available(topology) or topology)
     if not modules and topology != "cluster":
         raise ValueError("modules=False is only supported for the cluster topology")
+    if network is not None and topology not in PARTITIONABLE:
+        raise ValueError(f"a partition network takes {' or '.join(PARTITIONABLE)}, not {topology}")
     reason = binaries.available(topology)
     if reason:
         raise StartupError(reason)
     for attempt in range(1, attempts + 1):
         workdir.mkdir(parents=True, exist_ok=True)
-        run = _Launch(workdir, modules=modules)
+        run = _Launch(workdir, modules=modules, network=network)
         t0 = time.monotonic()
         try:
-            dep = BUILDERS[topology](run)
+            with contextlib.nullcontext() if network is None else network.inside():
+                dep = BUILDERS[topology](run)
         except BaseException as exc:
             terminate(run.nodes, workdir, timeout=2.0)
             if isinstance(exc, PortClash) and attempt < attempts:
                 continue
             raise
         dep.startup_seconds = round(time.monotonic() - t0, 3)
+        dep.netns = [] if network is None else network.namespaces
         return dep
     raise AssertionError("unreachable")
