@@ -283,6 +283,7 @@ class Outcome:
     longest_call: float = 0.0
     failover: float = 0.0  # seconds from the cut until the majority side had a primary
     recover: float | None = None  # seconds from the heal until every minority agent wrote
+    # a checkpoint that survived (to the primary that won)
     problems: list[str] = field(default_factory=list)  # broken guarantees, if any
     holes: int = 0  # listed checkpoints whose parent was lost (never in durable mode)
     lost_by_side: dict[str, int] = field(default_factory=dict)
@@ -462,7 +463,14 @@ def _check(
         listed = _read_threads(saver, threads, attempts, expected, out, durable)
         _check_losses(saver, acked, listed, cut, out)
         _check_cross_thread(saver, listed, reports, out)
-    minority = [a for a in acked if a.side == "minority" and a.put_acked > healed]  # type: ignore[operator]
+    # the first write after the heal that the surviving primary kept: on Sentinel the
+    # old primary takes writes (and loses them) until the sentinels demote it
+    kept = {cid for ids in listed.values() for cid in ids}
+    minority = [
+        a
+        for a in acked
+        if a.side == "minority" and a.put_acked > healed and a.cid in kept  # type: ignore[operator]
+    ]
     first: dict[str, float] = {}
     for a in minority:
         first[a.thread] = min(first.get(a.thread, a.put_acked), a.put_acked)  # type: ignore[type-var]
