@@ -48,6 +48,15 @@ CHECKPOINTER_FIXTURES = ("sync_checkpointer", "async_checkpointer")
 ENV = "RCS_LANGGRAPH_DEPLOYMENTS"
 
 EXCLUDED: dict[str, str] = {}
+WALL_CLOCK: frozenset[str] = frozenset(
+    {
+        "test_pregel_async.py::test_stream_buffering_single_node",
+        "test_pregel_async.py::test_stream_subgraphs_during_execution",
+    }
+)
+"""Tests that assert when stream events arrive to a tenth of a second: on a busy 2-core
+machine they miss now and then on any saver, ours or InMemorySaver. They are run up
+to three times (pytest-rerunfailures); a saver that breaks them fails all three."""
 """``file::test`` -> why it cannot pass on a saver other than InMemorySaver."""
 
 _prefixes = itertools.count()
@@ -297,7 +306,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         ours = saver is not None and saver.startswith("rcs_")
         keep = wanted == "all" or (ours if wanted == "ours" else saver == "memory")
         (kept if keep else dropped).append(item)
-        reason = EXCLUDED.get(item.nodeid.split("[")[0].removeprefix("tests/"))
+        name = item.nodeid.split("[")[0].removeprefix("tests/")
+        if name in WALL_CLOCK and config.pluginmanager.hasplugin("rerunfailures"):
+            item.add_marker(pytest.mark.flaky(reruns=2))
+        reason = EXCLUDED.get(name)
         if ours and reason:
             item.add_marker(pytest.mark.skip(reason=f"InMemorySaver only: {reason}"))
     if dropped:
