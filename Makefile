@@ -48,9 +48,11 @@ integration: venv system-deps
 
 # LangGraph's own tests (of the installed langgraph version, from its sdist, cached in
 # .cache/langgraph-tests/) with our savers in its checkpointer fixtures, on a
-# standalone server and a cluster; 2 xdist workers. See langgraph_suite/.
+# standalone server and a cluster; 2 xdist workers; then langgraph-checkpoint's store tests on
+# our store (standalone, cluster, plain). See langgraph_suite/.
 langgraph-tests: venv
 	$(PY) -m langgraph_suite
+	$(PY) -m langgraph_suite.stores
 
 # The whole suite: lint, type checks, unit tests, integration tests on every topology
 # (the harness starts the servers and stops them at the end of the run), then
@@ -58,6 +60,7 @@ langgraph-tests: venv
 test: venv system-deps lint
 	$(PY) -m pytest tests -q -rs
 	$(PY) -m langgraph_suite
+	$(PY) -m langgraph_suite.stores
 	$(MAKE) compat
 
 # The compatibility job: the package in small venvs of its own (.venv-compat/NAME) with

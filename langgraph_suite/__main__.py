@@ -44,10 +44,11 @@ KEPT = ("tests/", "pyproject.toml")
 its sources: the installed langgraph is the one under test)."""
 
 
-def sdist(version: str) -> Path:
-    """The sdist of ``langgraph==version``, downloaded into the cache once."""
+def sdist(version: str, package: str = "langgraph") -> Path:
+    """The sdist of ``package==version``, downloaded into the cache once."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    found = sorted(CACHE.glob(f"langgraph-{version}.tar.gz"))
+    stem = package.replace("-", "_")  # how an sdist file names its project
+    found = sorted(CACHE.glob(f"{stem}-{version}.tar.gz"))
     if found:
         return found[0]
     with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
@@ -61,13 +62,13 @@ def sdist(version: str) -> Path:
                 "--no-binary",
                 ":all:",
                 "--no-deps",
-                f"langgraph=={version}",
+                f"{package}=={version}",
                 "--dest",
                 tmp,
             ],
             check=True,
         )
-        (archive,) = Path(tmp).glob("langgraph-*.tar.gz")
+        (archive,) = Path(tmp).glob(f"{stem}-*.tar.gz")
         target = CACHE / archive.name
         shutil.move(str(archive), target)
     return target
@@ -75,7 +76,7 @@ def sdist(version: str) -> Path:
 
 def extract(archive: Path, version: str) -> Path:
     """The sdist's tests/ and pyproject.toml, extracted once beside it."""
-    target = CACHE / f"langgraph-{version}"
+    target = CACHE / archive.name.removesuffix(".tar.gz")
     done = target / ".extracted"
     if done.exists():
         return target

@@ -28,6 +28,10 @@ BLOBS = "b:"
 NAMESPACES = "ns:"
 WRITE_KEYS = "wk:"
 DIRECTORY_BUCKETS = 16
+STORE_ITEM = "si:"
+STORE_KEYS = "sk:"
+STORE_NAMESPACES = "sn:"
+STORE_DIRECTORY = "sdir:"
 
 
 def escape(part: str) -> str:
@@ -132,6 +136,46 @@ class ThreadKeys:
         return self._key(WRITES, f":{escape(ns)}:{escape(checkpoint_id)}")
 
 
+def store_tag(label: str) -> str:
+    """The hash-tag text of a store namespace's first label: a user's memories share
+    a slot, different users' spread over the cluster."""
+    return "s" + escape(label)
+
+
+def encode_namespace(namespace: tuple[str, ...]) -> str:
+    """A namespace as one key part: its labels escaped (no ``:`` left in them), joined
+    by ``:``. Injective for the non-empty labels LangGraph allows."""
+    return ":".join(escape(label) for label in namespace)
+
+
+def decode_namespace(text: str) -> tuple[str, ...]:
+    return tuple(unescape(label) for label in text.split(":"))
+
+
+@dataclass(frozen=True, slots=True)
+class StoreKeys:
+    """The store keys of one first label (all on one slot), ``<prefix>:<kind>{<tag>}...``."""
+
+    prefix: str
+    tag: str
+
+    def _key(self, kind: str, rest: str = "") -> str:
+        return f"{self.prefix}:{kind}{{{self.tag}}}{rest}"
+
+    def item(self, namespace: tuple[str, ...], key: str) -> str:
+        """Hash of one item: its value, timestamps, ttl and vectors."""
+        return self._key(STORE_ITEM, f":{encode_namespace(namespace)}:{escape(key)}")
+
+    def keys(self, namespace: tuple[str, ...]) -> str:
+        """Sorted set of a namespace's item keys, each scored by when it expires."""
+        return self._key(STORE_KEYS, ":" + encode_namespace(namespace))
+
+    @property
+    def namespaces(self) -> str:
+        """Sorted set of the label's namespaces, each scored by its last expiry."""
+        return self._key(STORE_NAMESPACES)
+
+
 @dataclass(frozen=True, slots=True)
 class KeyLayout:
     """Names every key under one prefix, so several applications can share a database."""
@@ -164,6 +208,24 @@ class KeyLayout:
 
     def all_directory_buckets(self) -> list[str]:
         return [self.directory_bucket(b) for b in range(DIRECTORY_BUCKETS)]
+
+    def store(self, namespace: tuple[str, ...]) -> StoreKeys:
+        """The store keys of a namespace: those of its first label."""
+        return StoreKeys(self.prefix, store_tag(namespace[0]))
+
+    def store_directory(self, label: str) -> str:
+        """Bucket of the store directory that lists a first label (as the thread
+        directory lists threads: no SCAN, no hot key)."""
+        bucket = zlib.crc32(label.encode("utf-8", "surrogatepass")) % DIRECTORY_BUCKETS
+        return f"{self.prefix}:{STORE_DIRECTORY}{{d{bucket:02d}}}"
+
+    def all_store_directory_buckets(self) -> list[str]:
+        return [f"{self.prefix}:{STORE_DIRECTORY}{{d{b:02d}}}" for b in range(DIRECTORY_BUCKETS)]
+
+    @property
+    def store_item_prefix(self) -> str:
+        """What every store item's key starts with (for a search index)."""
+        return f"{self.prefix}:{STORE_ITEM}{{"
 
     def probe_key(self) -> str:
         """The one key the detector writes (and deletes) to test what is allowed."""

@@ -255,12 +255,13 @@ class Session:
     def _touch_call(self, keys: ThreadKeys) -> ScriptCall:
         return ScriptCall(scripts.TOUCH, (keys.namespaces,), (keys.handle, self.ttl.ms))
 
-    def _atomic(self, keys: ThreadKeys, calls: list[Call]) -> Plan[list[Any]]:
+    def _atomic(self, keys: ThreadKeys | None, calls: list[Call]) -> Plan[list[Any]]:
         """One atomic trip; with a TTL the renewal of the whole thread rides in it
         (where scripts are refused it follows as its own steps). In durable mode the
         trip ends with WAIT, and too few acknowledgements raise."""
-        renew = bool(self.ttl.ms)
+        renew = bool(self.ttl.ms) and keys is not None  # a thread's ttl (not the store's)
         if renew and self.mode.scripts:
+            assert keys is not None
             calls, renew = [*calls, self._touch_call(keys)], False
         d = self.durability
         wait = (d.replicas, d.timeout_ms) if d else None
@@ -269,6 +270,7 @@ class Session:
         else:
             replies = yield RoundTrip(tuple(calls), atomic=True, wait=wait)
         if renew:
+            assert keys is not None
             yield from perkey.touch(self._touch_call(keys))
         if d is not None and int(replies[-1]) < d.replicas:
             raise DurabilityError(int(replies[-1]), d.replicas, d.timeout_ms)

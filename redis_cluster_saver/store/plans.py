@@ -1,0 +1,252 @@
+"""The store's operations, each written once as a plan of round trips (no I/O here).
+
+The plans compose the saver's shared session (detection, modes, the retry policy,
+atomic writes with durable mode's WAIT and per-key mode's publish-last order): the
+store is a second client of the same core, not a subclass of the saver's plans.
+
+Layout (keys.py): a namespace's items live on the slot of its first label. An item
+is a hash; each namespace has a sorted set of its keys, scored by when each expires
+(``+inf``: never); each first label has a sorted set of its namespaces, scored by
+their last expiry. A directory, bucketed over slots as the thread directory is,
+lists the first labels, so listing across users needs no SCAN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langgraph.store.base import (
+    GetOp,
+    Item,
+    ListNamespacesOp,
+    Op,
+    PutOp,
+    Result,
+    SearchItem,
+    SearchOp,
+)
+
+from ..keys import KeyLayout, decode_namespace, encode_namespace
+from ..plan import Call, Command, Plan, RoundTrip, one
+from ..session import Session, flatten
+from .items import (
+    Stored,
+    check_filter,
+    expiry_score,
+    item_fields,
+    literal_first_label,
+    load_item,
+    matches,
+    namespace_page,
+    order,
+    search_page,
+    ttl_ms,
+)
+
+DEFAULT_MAX_CANDIDATES = 10_000
+"""At most this many items under a search's namespace prefix are read and scored
+(exactly) where no search index serves it; more raise a clear error."""
+
+
+class SearchTooBroadError(ValueError):
+    """A search without an index would read more items than ``max_candidates``."""
+
+
+def _pairs(raw: Any) -> Mapping[Any, Any]:
+    """HGETALL's reply as a mapping (RESP3 and redis-py's callback give one, a raw
+    RESP2 reply a flat list)."""
+    if isinstance(raw, Mapping):
+        return raw
+    items = list(raw or ())
+    return dict(zip(items[::2], items[1::2], strict=True))
+
+
+def _text(data: Any) -> str:
+    return data.decode() if isinstance(data, bytes) else str(data)
+
+
+@dataclass
+class StorePlans:
+    """The plans of one store: the shared session, the key layout and the options."""
+
+    session: Session
+    layout: KeyLayout
+    max_candidates: int = DEFAULT_MAX_CANDIDATES
+    listed: set[str] = field(default_factory=set)
+    """First labels this process has put in the directory (a hint: see _put)."""
+
+    def batch(
+        self,
+        ops: Sequence[Op],
+        vectors: Mapping[int, Mapping[str, list[float]]],
+        queries: Mapping[int, list[float]],
+        now_ms: int,
+    ) -> Plan[list[Result]]:
+        """Every op of a batch, reads first and then the puts, as InMemoryStore
+        applies them (a read in a batch sees the store as it was before the batch;
+        of several puts of one item the last wins)."""
+        results: list[Result] = []
+        puts: dict[tuple[tuple[str, ...], str], int] = {}
+        for i, op in enumerate(ops):
+            if isinstance(op, SearchOp):
+                check_filter(op.filter)
+            elif isinstance(op, PutOp):
+                puts[(tuple(op.namespace), op.key)] = i
+            elif not isinstance(op, (GetOp, ListNamespacesOp)):
+                raise ValueError(f"unknown store operation: {type(op).__name__}")
+        for i, op in enumerate(ops):
+            if isinstance(op, GetOp):
+                results.append((yield from self.get(op, now_ms)))
+            elif isinstance(op, SearchOp):
+                results.append((yield from self.search(op, queries.get(i), now_ms)))
+            elif isinstance(op, ListNamespacesOp):
+                results.append((yield from self.list_namespaces(op, now_ms)))
+            else:
+                results.append(None)
+        for i in puts.values():
+            put = ops[i]
+            assert isinstance(put, PutOp)
+            yield from self.put(put, vectors.get(i, {}), now_ms)
+        return results
+
+    # ---------------------------------------------------------------- one item
+
+    def get(self, op: GetOp, now_ms: int) -> Plan[Item | None]:
+        namespace = tuple(op.namespace)
+        keys = self.layout.store(namespace)
+        (raw,) = yield one(Command.of("HGETALL", keys.item(namespace, op.key)))
+        stored = load_item(_pairs(raw))
+        if stored is None:
+            return None
+        if op.refresh_ttl and stored.ttl_ms:
+            yield from self._refresh([stored], now_ms)
+        return stored.item
+
+    def put(self, op: PutOp, vectors: Mapping[str, list[float]], now_ms: int) -> Plan[None]:
+        """One atomic write on the namespace's slot: the item, then its key in the
+        namespace's set and the namespace in its label's set (published last)."""
+        namespace = tuple(op.namespace)
+        keys = self.layout.store(namespace)
+        item, index = keys.item(namespace, op.key), keys.keys(namespace)
+        if op.value is None:
+            calls: list[Call] = [Command.of("ZREM", index, op.key), Command.of("DEL", item)]
+            yield from self.session._atomic(None, calls)
+            return
+        ttl = op.ttl
+        fields = item_fields(namespace, op.key, op.value, now_ms, ttl, vectors)
+        score = expiry_score(now_ms, ttl)
+        calls = [Command.of("DEL", item), Command(("HSET", item, *flatten(fields)))]
+        if ttl is not None:
+            calls.append(Command.of("PEXPIRE", item, ttl_ms(ttl)))
+        calls += [
+            Command.of("ZREMRANGEBYSCORE", index, "-inf", now_ms),  # keys expired since
+            Command.publishing("ZADD", index, score, op.key),
+            Command.publishing("ZADD", keys.namespaces, "GT", score, encode_namespace(namespace)),
+        ]
+        label = namespace[0]
+        entry = Command.of("SADD", self.layout.store_directory(label), label)
+        if self.session.single_node:
+            calls.insert(0, entry)
+        elif label not in self.listed:  # another slot: listed first (readers skip empty)
+            yield one(entry)
+            self.listed.add(label)
+        yield from self.session._atomic(None, calls)
+
+    def _refresh(self, stored: Sequence[Stored], now_ms: int) -> Plan[None]:
+        """Each item's ttl starts again: the item, and its scores in the sets."""
+        for s in stored:
+            if not s.ttl_ms:
+                continue
+            namespace = s.item.namespace
+            keys = self.layout.store(namespace)
+            score = now_ms + s.ttl_ms
+            calls: list[Call] = [
+                Command.of("PEXPIRE", keys.item(namespace, s.item.key), s.ttl_ms),
+                Command.of("ZADD", keys.keys(namespace), "XX", "GT", score, s.item.key),
+                Command.of("ZADD", keys.namespaces, "GT", score, encode_namespace(namespace)),
+            ]
+            yield from self.session._atomic(None, calls)
+
+    # ---------------------------------------------------------------- many items
+
+    def search(
+        self, op: SearchOp, query: list[float] | None, now_ms: int
+    ) -> Plan[list[SearchItem]]:
+        prefix = tuple(op.namespace_prefix)
+        label = literal_first_label(prefix)
+        labels = [label] if label is not None else (yield from self._labels())
+        namespaces = yield from self._namespaces(labels, now_ms)
+        chosen = [ns for ns in namespaces if ns[: len(prefix)] == prefix]
+        candidates = yield from self._items(chosen, now_ms)
+        matching = [s for s in candidates if matches(s.item.value, op.filter)]
+        page = search_page(matching, query, op.offset, op.limit)
+        if op.refresh_ttl:
+            wanted = {(hit.namespace, hit.key) for hit in page}
+            refresh = [s for s in matching if (s.item.namespace, s.item.key) in wanted]
+            yield from self._refresh(refresh, now_ms)
+        return page
+
+    def list_namespaces(self, op: ListNamespacesOp, now_ms: int) -> Plan[list[tuple[str, ...]]]:
+        label = None
+        for condition in op.match_conditions or ():
+            if condition.match_type == "prefix":
+                label = label or literal_first_label(tuple(condition.path))
+        labels = [label] if label is not None else (yield from self._labels())
+        namespaces = yield from self._namespaces(labels, now_ms)
+        if namespaces:  # a namespace whose items were all deleted is listed no more
+            counts = yield RoundTrip(
+                tuple(
+                    Command.of("ZCOUNT", self.layout.store(ns).keys(ns), f"({now_ms}", "+inf")
+                    for ns in namespaces
+                )
+            )
+            namespaces = [ns for ns, n in zip(namespaces, counts, strict=True) if int(n)]
+        return namespace_page(namespaces, op.match_conditions, op.max_depth, op.offset, op.limit)
+
+    def _labels(self) -> Plan[list[str]]:
+        """Every first label the directory lists."""
+        buckets = self.layout.all_store_directory_buckets()
+        replies = yield RoundTrip(tuple(Command.of("SMEMBERS", b) for b in buckets))
+        return sorted({_text(m) for members in replies for m in members})
+
+    def _namespaces(self, labels: Sequence[str], now_ms: int) -> Plan[list[tuple[str, ...]]]:
+        """The namespaces under these first labels that have an item not yet expired."""
+        if not labels:
+            return []
+        replies = yield RoundTrip(
+            tuple(
+                Command.of(
+                    "ZRANGEBYSCORE", self.layout.store((label,)).namespaces, f"({now_ms}", "+inf"
+                )
+                for label in labels
+            )
+        )
+        return sorted({decode_namespace(_text(m)) for members in replies for m in members})
+
+    def _items(self, namespaces: Sequence[tuple[str, ...]], now_ms: int) -> Plan[list[Stored]]:
+        """The items of these namespaces not yet expired, in the store's order."""
+        if not namespaces:
+            return []
+        replies = yield RoundTrip(
+            tuple(
+                Command.of("ZRANGEBYSCORE", self.layout.store(ns).keys(ns), f"({now_ms}", "+inf")
+                for ns in namespaces
+            )
+        )
+        wanted = [
+            (ns, _text(k)) for ns, members in zip(namespaces, replies, strict=True) for k in members
+        ]
+        if len(wanted) > self.max_candidates:
+            raise SearchTooBroadError(
+                f"this search would read {len(wanted)} items, over max_candidates="
+                f"{self.max_candidates}: narrow its namespace prefix, or raise the bound"
+            )
+        if not wanted:
+            return []
+        raws = yield RoundTrip(
+            tuple(Command.of("HGETALL", self.layout.store(ns).item(ns, key)) for ns, key in wanted)
+        )
+        loaded = [load_item(_pairs(raw)) for raw in raws]
+        return order(s for s in loaded if s is not None)  # expired meanwhile: skipped
