@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := redis-server nutcracker postgresql iptables
 TOPOLOGY ?= cluster
 
-.PHONY: venv system-deps lint unit integration langgraph-tests test demo bench bench-cross-thread bench-pool bench-graphs bench-retention bench-partition soak compat cluster-up cluster-down cluster-status clean
+.PHONY: venv system-deps lint unit integration langgraph-tests test demo bench bench-cross-thread bench-pool bench-graphs bench-retention bench-partition bench-store soak compat cluster-up cluster-down cluster-status clean
 
 venv: $(STAMP)
 
@@ -109,6 +109,10 @@ bench-retention: venv
 # only), each mode on a cluster and on Sentinel: prints the README's Partitions table.
 bench-partition: venv system-deps
 	$(PY) -m benchmarks.partition
+
+# Our store against RedisStore, ValkeyStore, PostgresStore and InMemoryStore.
+bench-store: venv system-deps
+	$(PY) -m benchmarks.store
 
 soak: venv system-deps
 	$(PY) -m benchmarks.soak

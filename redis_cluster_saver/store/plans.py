@@ -50,6 +50,10 @@ DEFAULT_MAX_CANDIDATES = 10_000
 (exactly) where no search index serves it; more raise a clear error."""
 
 
+LIVENESS_CHUNK = 256
+"""Namespaces whose items are counted in one round trip while listing."""
+
+
 class SearchTooBroadError(ValueError):
     """A search without an index would read more items than ``max_candidates``."""
 
@@ -138,21 +142,28 @@ class StorePlans:
         fields = item_fields(namespace, op.key, op.value, now_ms, ttl, vectors)
         score = expiry_score(now_ms, ttl)
         calls = [Command.of("DEL", item), Command(("HSET", item, *flatten(fields)))]
-        if ttl is not None:
-            calls.append(Command.of("PEXPIRE", item, ttl_ms(ttl)))
+        if ttl is not None:  # and the keys that expired since go from the set
+            calls += [
+                Command.of("PEXPIRE", item, ttl_ms(ttl)),
+                Command.of("ZREMRANGEBYSCORE", index, "-inf", now_ms),
+            ]
         calls += [
-            Command.of("ZREMRANGEBYSCORE", index, "-inf", now_ms),  # keys expired since
             Command.publishing("ZADD", index, score, op.key),
             Command.publishing("ZADD", keys.namespaces, "GT", score, encode_namespace(namespace)),
         ]
         label = namespace[0]
         entry = Command.of("SADD", self.layout.store_directory(label), label)
-        if self.session.single_node:
+        listed_now = self.session.single_node or label not in self.listed
+        if self.session.single_node:  # one slot: the entry rides in the write itself
             calls.insert(0, entry)
-        elif label not in self.listed:  # another slot: listed first (readers skip empty)
-            yield one(entry)
+        elif listed_now:  # another slot: listed first, once per label and process
+            yield one(entry)  # (readers skip a label with nothing)
             self.listed.add(label)
-        yield from self.session._atomic(None, calls)
+        replies = yield from self.session._atomic(None, calls)
+        if not listed_now and int(replies[-1]) == 1:
+            # a namespace new to the server though its label was listed by this process:
+            # the server lost its data since (a restart, a flush); list the label again
+            yield one(entry)
 
     def _refresh(self, stored: Sequence[Stored], now_ms: int) -> Plan[None]:
         """Each item's ttl starts again: the item, and its scores in the sets."""
@@ -195,15 +206,25 @@ class StorePlans:
                 label = label or literal_first_label(tuple(condition.path))
         labels = [label] if label is not None else (yield from self._labels())
         namespaces = yield from self._namespaces(labels, now_ms)
-        if namespaces:  # a namespace whose items were all deleted is listed no more
+        chosen = namespace_page(namespaces, op.match_conditions, None, 0, len(namespaces))
+        wanted = op.offset + op.limit
+        live: dict[tuple[str, ...], None] = {}  # in order, each (cut to max_depth) once
+        for at in range(0, len(chosen), LIVENESS_CHUNK):
+            # a namespace whose items were all deleted is listed no more: counted here,
+            # a chunk at a time, only as far as the page reaches
+            chunk = chosen[at : at + LIVENESS_CHUNK]
             counts = yield RoundTrip(
                 tuple(
                     Command.of("ZCOUNT", self.layout.store(ns).keys(ns), f"({now_ms}", "+inf")
-                    for ns in namespaces
+                    for ns in chunk
                 )
             )
-            namespaces = [ns for ns, n in zip(namespaces, counts, strict=True) if int(n)]
-        return namespace_page(namespaces, op.match_conditions, op.max_depth, op.offset, op.limit)
+            for ns, n in zip(chunk, counts, strict=True):
+                if int(n):
+                    live[ns if op.max_depth is None else ns[: op.max_depth]] = None
+            if len(live) > wanted:  # sorted input: the page's last entry is complete
+                break
+        return list(live)[op.offset : wanted]
 
     def _labels(self) -> Plan[list[str]]:
         """Every first label the directory lists."""

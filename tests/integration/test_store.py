@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+import redis
 from langgraph.store.base import InvalidNamespaceError
 from langgraph.store.memory import InMemoryStore
 from redis.crc import key_slot
@@ -113,7 +114,8 @@ def test_a_write_and_a_read_are_one_round_trip(
 ) -> None:
     dep = deployment_for(request, topology)
     with RedisClusterStore.from_conn_string(dep.url, **options(dep)) as store:
-        store.put(("u1",), "first", {"n": 0})  # a cluster lists the label first, once
+        # a cluster lists the label first (once), and again for a new namespace
+        store.put(("u1", "mem"), "first", {"n": 0})
         trips: list[Any] = []
         store.shell.hook = lambda event, trip: trips.append(trip) if event == "send" else None
         store.put(("u1", "mem"), "k", {"n": 1})
@@ -206,3 +208,18 @@ def test_a_search_too_broad_for_exact_scoring_says_so(request: pytest.FixtureReq
         with pytest.raises(SearchTooBroadError, match="max_candidates=5"):
             store.search(("u1",))
         assert store.get(("u1",), "k5") is not None
+
+
+def test_a_label_is_listed_again_after_the_server_lost_its_data(
+    request: pytest.FixtureRequest,
+) -> None:
+    dep = request.getfixturevalue("fresh_cluster")
+    with RedisClusterStore.from_conn_string(dep.url, **options(dep)) as store:
+        store.put(("u9", "a"), "k", {"n": 1})
+        for node in dep.primaries:  # a restart without persistence
+            client = redis.Redis(host=node.host, port=node.port)
+            client.flushall()
+            client.close()
+        store.put(("u9", "b"), "k", {"n": 2})  # this process had listed "u9" before
+        assert store.list_namespaces() == [("u9", "b")]
+        assert [i.value for i in store.search(())] == [{"n": 2}]
