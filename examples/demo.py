@@ -1,9 +1,11 @@
-"""`make demo`: a LangGraph agent checkpointed on a local 6-node Redis Cluster.
+"""`make demo`: a LangGraph agent checkpointed on a local 6-node Redis Cluster, with
+its long-term memory in a store on the same cluster.
 
 Starts the cluster (3 primaries, 3 replicas) with the project's harness, runs a
 graph with a Send fan-out, a subgraph, an interrupt and a resume, prints the
 thread's history, and shows that every key of the thread sits on one slot of one
-primary. The cluster is stopped at the end.
+primary. The graph's last node writes to the store; the demo reads it back. The
+cluster is stopped at the end.
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ import os
 import time
 from typing import Any
 
+from redis.crc import key_slot
+
 from cluster.harness import start, stop
-from examples.graph import build_graph, run_demo_graph
+from examples.graph import MEMORY, build_graph, run_demo_graph
 from redis_cluster_saver import RedisClusterSaver
+from redis_cluster_saver.store import RedisClusterStore
 
 THREAD = "demo: research {hash tags}"
 PREFIX = "demo"
+STORE_PREFIX = "demo-memory"
 
 
 def show_history(saver: RedisClusterSaver) -> None:
@@ -55,19 +61,31 @@ def show_placement(saver: RedisClusterSaver) -> None:
         raise SystemExit(1)
 
 
+def show_memory(store: RedisClusterStore) -> None:
+    print(f"\nLong-term memory (the store, same cluster), namespace {MEMORY}:")
+    for item in store.search(MEMORY):
+        print(f"  {item.key!r}: {item.value}")
+    slot = key_slot(store.plans.layout.store(MEMORY).namespaces.encode())
+    print(f"  namespaces: {store.list_namespaces()}; the label {MEMORY[0]!r} lives on slot {slot}")
+
+
 def main() -> None:
     began = time.monotonic()
     print("Starting a local Redis Cluster (3 primaries + 3 replicas)...")
     deployment = start("cluster", owner_pid=os.getpid())
     try:
         print(f"  ready in {time.monotonic() - began:.1f} s at {deployment.url}")
-        with RedisClusterSaver.from_conn_string(deployment.url, key_prefix=PREFIX) as saver:
-            final = run_demo_graph(saver, THREAD)
+        with (
+            RedisClusterSaver.from_conn_string(deployment.url, key_prefix=PREFIX) as saver,
+            RedisClusterStore.from_conn_string(deployment.url, key_prefix=STORE_PREFIX) as store,
+        ):
+            final = run_demo_graph(saver, THREAD, store)
             print("\nThe graph paused in the review subgraph, was resumed, and finished with:")
             for message in final.values["messages"]:
                 print(f"  - {message}")
             show_history(saver)
             show_placement(saver)
+            show_memory(store)
     finally:
         stop(deployment)
         print("\nCluster stopped.")

@@ -1,5 +1,6 @@
 """A small LangGraph agent without any model call: several nodes, a Send fan-out,
-a subgraph that pauses on interrupt(), and a resume. Used by the demo and tests."""
+a subgraph that pauses on interrupt(), and a resume; given a store, it remembers what
+it published across threads. Used by the demo and tests."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated, Any, TypedDict
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
+from langgraph.store.base import BaseStore
 from langgraph.types import Command, Send, interrupt
 
 
@@ -59,13 +61,22 @@ def build_review() -> Any:
     return review.compile()
 
 
-def publish(state: State) -> dict[str, Any]:
+MEMORY = ("authors", "demo", "published")
+"""Where the graph keeps what it published, across threads (long-term memory)."""
+
+
+def publish(state: State, *, store: BaseStore | None = None) -> dict[str, Any]:
     verdict = "published" if state.get("approved") else "shelved"
     found = len(state.get("findings", []))
-    return {"messages": [f"{verdict}: {state['topic']} ({found} findings)"]}
+    message = f"{verdict}: {state['topic']} ({found} findings)"
+    if store is not None:  # remembered beyond this thread, where a store is given
+        earlier = len(store.search(MEMORY, limit=1000))
+        store.put(MEMORY, state["topic"], {"text": message, "findings": found})
+        message += f"; {earlier + 1} topic(s) remembered"
+    return {"messages": [message]}
 
 
-def build_graph(checkpointer: BaseCheckpointSaver[Any]) -> Any:
+def build_graph(checkpointer: BaseCheckpointSaver[Any], store: BaseStore | None = None) -> Any:
     graph = StateGraph(State)
     graph.add_node("plan", plan)
     graph.add_node("research", research)
@@ -76,12 +87,14 @@ def build_graph(checkpointer: BaseCheckpointSaver[Any]) -> Any:
     graph.add_edge("research", "review")
     graph.add_edge("review", "publish")
     graph.add_edge("publish", END)
-    return graph.compile(checkpointer=checkpointer)
+    return graph.compile(checkpointer=checkpointer, store=store)
 
 
-def run_demo_graph(checkpointer: BaseCheckpointSaver[Any], thread_id: str) -> Any:
+def run_demo_graph(
+    checkpointer: BaseCheckpointSaver[Any], thread_id: str, store: BaseStore | None = None
+) -> Any:
     """Run until the interrupt, resume with approval, and return the final state."""
-    graph = build_graph(checkpointer)
+    graph = build_graph(checkpointer, store)
     config = {"configurable": {"thread_id": thread_id}}
     graph.invoke({"topic": "hash tags", "messages": []}, config)
     paused = graph.get_state(config)
