@@ -65,7 +65,7 @@ def show_memory(store: RedisClusterStore) -> None:
     print(f"\nLong-term memory (the store, same cluster), namespace {MEMORY}:")
     for item in store.search(MEMORY):
         print(f"  {item.key!r}: {item.value}")
-    slot = key_slot(store.plans.layout.store(MEMORY).namespaces.encode())
+    slot = key_slot(store.plans.layout.store(MEMORY).index.encode())
     print(f"  namespaces: {store.list_namespaces()}; the label {MEMORY[0]!r} lives on slot {slot}")
 
 

@@ -5,7 +5,7 @@ it published across threads. Used by the demo and tests."""
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, Optional, TypedDict
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
@@ -65,7 +65,11 @@ MEMORY = ("authors", "demo", "published")
 """Where the graph keeps what it published, across threads (long-term memory)."""
 
 
-def publish(state: State, *, store: BaseStore | None = None) -> dict[str, Any]:
+def publish(
+    state: State,
+    *,
+    store: Optional[BaseStore] = None,  # noqa: UP045 - the spelling LangGraph injects by
+) -> dict[str, Any]:
     verdict = "published" if state.get("approved") else "shelved"
     found = len(state.get("findings", []))
     message = f"{verdict}: {state['topic']} ({found} findings)"

@@ -29,8 +29,7 @@ NAMESPACES = "ns:"
 WRITE_KEYS = "wk:"
 DIRECTORY_BUCKETS = 16
 STORE_ITEM = "si:"
-STORE_KEYS = "sk:"
-STORE_NAMESPACES = "sn:"
+STORE_INDEX = "sx:"
 STORE_DIRECTORY = "sdir:"
 
 
@@ -166,14 +165,22 @@ class StoreKeys:
         """Hash of one item: its value, timestamps, ttl and vectors."""
         return self._key(STORE_ITEM, f":{encode_namespace(namespace)}:{escape(key)}")
 
-    def keys(self, namespace: tuple[str, ...]) -> str:
-        """Sorted set of a namespace's item keys, each scored by when it expires."""
-        return self._key(STORE_KEYS, ":" + encode_namespace(namespace))
-
     @property
-    def namespaces(self) -> str:
-        """Sorted set of the label's namespaces, each scored by its last expiry."""
-        return self._key(STORE_NAMESPACES)
+    def index(self) -> str:
+        """Sorted set of the label's items (``<namespace>:<key>``, see ``store_entry``),
+        each scored by when it expires."""
+        return self._key(STORE_INDEX)
+
+
+def store_entry(namespace: tuple[str, ...], key: str) -> str:
+    """An item's member in its label's index: the namespace, then the key (escaped,
+    so the last ``:`` parts them)."""
+    return f"{encode_namespace(namespace)}:{escape(key)}"
+
+
+def parse_store_entry(entry: str) -> tuple[tuple[str, ...], str]:
+    namespace, _, key = entry.rpartition(":")
+    return decode_namespace(namespace), unescape(key)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,10 +5,10 @@ atomic writes with durable mode's WAIT and per-key mode's publish-last order): t
 store is a second client of the same core, not a subclass of the saver's plans.
 
 Layout (keys.py): a namespace's items live on the slot of its first label. An item
-is a hash; each namespace has a sorted set of its keys, scored by when each expires
-(``+inf``: never); each first label has a sorted set of its namespaces, scored by
-their last expiry. A directory, bucketed over slots as the thread directory is,
-lists the first labels, so listing across users needs no SCAN.
+is a hash; each first label has an index, a sorted set of its items' (namespace, key)
+scored by when each expires (``+inf``: never), so a read skips what expired without
+waiting for the server to drop it. A directory, bucketed over slots as the thread
+directory is, lists the first labels, so listing across users needs no SCAN.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from langgraph.store.base import (
     SearchOp,
 )
 
-from ..keys import KeyLayout, decode_namespace, encode_namespace
+from ..keys import KeyLayout, parse_store_entry, store_entry
 from ..plan import Call, Command, Plan, RoundTrip, one
 from ..session import Session, flatten
 from .items import (
@@ -48,10 +48,6 @@ from .items import (
 DEFAULT_MAX_CANDIDATES = 10_000
 """At most this many items under a search's namespace prefix are read and scored
 (exactly) where no search index serves it; more raise a clear error."""
-
-
-LIVENESS_CHUNK = 256
-"""Namespaces whose items are counted in one round trip while listing."""
 
 
 class SearchTooBroadError(ValueError):
@@ -129,54 +125,52 @@ class StorePlans:
         return stored.item
 
     def put(self, op: PutOp, vectors: Mapping[str, list[float]], now_ms: int) -> Plan[None]:
-        """One atomic write on the namespace's slot: the item, then its key in the
-        namespace's set and the namespace in its label's set (published last)."""
+        """One atomic write on the label's slot: the item, then its entry in the
+        label's index (published last)."""
         namespace = tuple(op.namespace)
         keys = self.layout.store(namespace)
-        item, index = keys.item(namespace, op.key), keys.keys(namespace)
+        item, entry = keys.item(namespace, op.key), store_entry(namespace, op.key)
         if op.value is None:
-            calls: list[Call] = [Command.of("ZREM", index, op.key), Command.of("DEL", item)]
+            calls: list[Call] = [Command.of("ZREM", keys.index, entry), Command.of("DEL", item)]
             yield from self.session._atomic(None, calls)
             return
         ttl = op.ttl
         fields = item_fields(namespace, op.key, op.value, now_ms, ttl, vectors)
-        score = expiry_score(now_ms, ttl)
         calls = [Command.of("DEL", item), Command(("HSET", item, *flatten(fields)))]
-        if ttl is not None:  # and the keys that expired since go from the set
+        if ttl is not None:  # and the entries that expired since go from the index
             calls += [
                 Command.of("PEXPIRE", item, ttl_ms(ttl)),
-                Command.of("ZREMRANGEBYSCORE", index, "-inf", now_ms),
+                Command.of("ZREMRANGEBYSCORE", keys.index, "-inf", now_ms),
             ]
-        calls += [
-            Command.publishing("ZADD", index, score, op.key),
-            Command.publishing("ZADD", keys.namespaces, "GT", score, encode_namespace(namespace)),
-        ]
         label = namespace[0]
-        entry = Command.of("SADD", self.layout.store_directory(label), label)
-        listed_now = self.session.single_node or label not in self.listed
-        if self.session.single_node:  # one slot: the entry rides in the write itself
-            calls.insert(0, entry)
-        elif listed_now:  # another slot: listed first, once per label and process
-            yield one(entry)  # (readers skip a label with nothing)
+        listing = Command.of("SADD", self.layout.store_directory(label), label)
+        if self.session.single_node:  # one slot: the listing rides in the write itself
+            calls.insert(0, listing)
+        elif label not in self.listed:  # another slot: listed first, once per process
+            yield one(listing)  # (readers skip a label with nothing)
             self.listed.add(label)
+        calls += [
+            Command.of("EXISTS", keys.index),
+            Command.publishing("ZADD", keys.index, expiry_score(now_ms, ttl), entry),
+        ]
         replies = yield from self.session._atomic(None, calls)
-        if not listed_now and int(replies[-1]) == 1:
-            # a namespace new to the server though its label was listed by this process:
-            # the server lost its data since (a restart, a flush); list the label again
-            yield one(entry)
+        if not self.session.single_node and not int(replies[-2]):
+            # the label's index was gone (every item deleted or expired, or the server
+            # lost its data): the directory entry may have gone too, so it goes again
+            yield one(listing)
 
     def _refresh(self, stored: Sequence[Stored], now_ms: int) -> Plan[None]:
-        """Each item's ttl starts again: the item, and its scores in the sets."""
+        """Each item's ttl starts again: the item, and its score in the index."""
         for s in stored:
             if not s.ttl_ms:
                 continue
-            namespace = s.item.namespace
+            namespace, key = s.item.namespace, s.item.key
             keys = self.layout.store(namespace)
-            score = now_ms + s.ttl_ms
             calls: list[Call] = [
-                Command.of("PEXPIRE", keys.item(namespace, s.item.key), s.ttl_ms),
-                Command.of("ZADD", keys.keys(namespace), "XX", "GT", score, s.item.key),
-                Command.of("ZADD", keys.namespaces, "GT", score, encode_namespace(namespace)),
+                Command.of("PEXPIRE", keys.item(namespace, key), s.ttl_ms),
+                Command.of(
+                    "ZADD", keys.index, "XX", "GT", now_ms + s.ttl_ms, store_entry(namespace, key)
+                ),
             ]
             yield from self.session._atomic(None, calls)
 
@@ -185,46 +179,32 @@ class StorePlans:
     def search(
         self, op: SearchOp, query: list[float] | None, now_ms: int
     ) -> Plan[list[SearchItem]]:
+        """Two round trips: the entries of the labels under the prefix, then the items."""
         prefix = tuple(op.namespace_prefix)
         label = literal_first_label(prefix)
         labels = [label] if label is not None else (yield from self._labels())
-        namespaces = yield from self._namespaces(labels, now_ms)
-        chosen = [ns for ns in namespaces if ns[: len(prefix)] == prefix]
-        candidates = yield from self._items(chosen, now_ms)
+        entries = yield from self._entries(labels, now_ms)
+        wanted = [(ns, key) for ns, key in entries if ns[: len(prefix)] == prefix]
+        candidates = yield from self._items(wanted)
         matching = [s for s in candidates if matches(s.item.value, op.filter)]
         page = search_page(matching, query, op.offset, op.limit)
         if op.refresh_ttl:
-            wanted = {(hit.namespace, hit.key) for hit in page}
-            refresh = [s for s in matching if (s.item.namespace, s.item.key) in wanted]
+            hits = {(hit.namespace, hit.key) for hit in page}
+            refresh = [s for s in matching if (s.item.namespace, s.item.key) in hits]
             yield from self._refresh(refresh, now_ms)
         return page
 
     def list_namespaces(self, op: ListNamespacesOp, now_ms: int) -> Plan[list[tuple[str, ...]]]:
+        """One round trip (two without a first label to start from): the namespaces
+        of the entries not yet expired."""
         label = None
         for condition in op.match_conditions or ():
             if condition.match_type == "prefix":
                 label = label or literal_first_label(tuple(condition.path))
         labels = [label] if label is not None else (yield from self._labels())
-        namespaces = yield from self._namespaces(labels, now_ms)
-        chosen = namespace_page(namespaces, op.match_conditions, None, 0, len(namespaces))
-        wanted = op.offset + op.limit
-        live: dict[tuple[str, ...], None] = {}  # in order, each (cut to max_depth) once
-        for at in range(0, len(chosen), LIVENESS_CHUNK):
-            # a namespace whose items were all deleted is listed no more: counted here,
-            # a chunk at a time, only as far as the page reaches
-            chunk = chosen[at : at + LIVENESS_CHUNK]
-            counts = yield RoundTrip(
-                tuple(
-                    Command.of("ZCOUNT", self.layout.store(ns).keys(ns), f"({now_ms}", "+inf")
-                    for ns in chunk
-                )
-            )
-            for ns, n in zip(chunk, counts, strict=True):
-                if int(n):
-                    live[ns if op.max_depth is None else ns[: op.max_depth]] = None
-            if len(live) > wanted:  # sorted input: the page's last entry is complete
-                break
-        return list(live)[op.offset : wanted]
+        entries = yield from self._entries(labels, now_ms)
+        namespaces = {ns for ns, _ in entries}
+        return namespace_page(namespaces, op.match_conditions, op.max_depth, op.offset, op.limit)
 
     def _labels(self) -> Plan[list[str]]:
         """Every first label the directory lists."""
@@ -232,33 +212,22 @@ class StorePlans:
         replies = yield RoundTrip(tuple(Command.of("SMEMBERS", b) for b in buckets))
         return sorted({_text(m) for members in replies for m in members})
 
-    def _namespaces(self, labels: Sequence[str], now_ms: int) -> Plan[list[tuple[str, ...]]]:
-        """The namespaces under these first labels that have an item not yet expired."""
+    def _entries(
+        self, labels: Sequence[str], now_ms: int
+    ) -> Plan[list[tuple[tuple[str, ...], str]]]:
+        """(namespace, key) of every item under these labels not yet expired."""
         if not labels:
             return []
         replies = yield RoundTrip(
             tuple(
-                Command.of(
-                    "ZRANGEBYSCORE", self.layout.store((label,)).namespaces, f"({now_ms}", "+inf"
-                )
+                Command.of("ZRANGEBYSCORE", self.layout.store((label,)).index, f"({now_ms}", "+inf")
                 for label in labels
             )
         )
-        return sorted({decode_namespace(_text(m)) for members in replies for m in members})
+        return [parse_store_entry(_text(m)) for members in replies for m in members]
 
-    def _items(self, namespaces: Sequence[tuple[str, ...]], now_ms: int) -> Plan[list[Stored]]:
-        """The items of these namespaces not yet expired, in the store's order."""
-        if not namespaces:
-            return []
-        replies = yield RoundTrip(
-            tuple(
-                Command.of("ZRANGEBYSCORE", self.layout.store(ns).keys(ns), f"({now_ms}", "+inf")
-                for ns in namespaces
-            )
-        )
-        wanted = [
-            (ns, _text(k)) for ns, members in zip(namespaces, replies, strict=True) for k in members
-        ]
+    def _items(self, wanted: Sequence[tuple[tuple[str, ...], str]]) -> Plan[list[Stored]]:
+        """These items, in the store's order (one deleted or expired meanwhile: left out)."""
         if len(wanted) > self.max_candidates:
             raise SearchTooBroadError(
                 f"this search would read {len(wanted)} items, over max_candidates="
@@ -270,4 +239,4 @@ class StorePlans:
             tuple(Command.of("HGETALL", self.layout.store(ns).item(ns, key)) for ns, key in wanted)
         )
         loaded = [load_item(_pairs(raw)) for raw in raws]
-        return order(s for s in loaded if s is not None)  # expired meanwhile: skipped
+        return order(s for s in loaded if s is not None)
