@@ -96,68 +96,87 @@ class StorePlans:
                 puts[(tuple(op.namespace), op.key)] = i
             elif not isinstance(op, (GetOp, ListNamespacesOp)):
                 raise ValueError(f"unknown store operation: {type(op).__name__}")
+        gets = [(i, op) for i, op in enumerate(ops) if isinstance(op, GetOp)]
+        found = (yield from self.get_many([op for _, op in gets], now_ms)) if gets else []
+        by_index = {i: item for (i, _), item in zip(gets, found, strict=True)}
         for i, op in enumerate(ops):
             if isinstance(op, GetOp):
-                results.append((yield from self.get(op, now_ms)))
+                results.append(by_index[i])
             elif isinstance(op, SearchOp):
                 results.append((yield from self.search(op, queries.get(i), now_ms)))
             elif isinstance(op, ListNamespacesOp):
                 results.append((yield from self.list_namespaces(op, now_ms)))
             else:
                 results.append(None)
+        by_label: dict[str, list[tuple[PutOp, Mapping[str, list[float]]]]] = {}
         for i in puts.values():
             put = ops[i]
             assert isinstance(put, PutOp)
-            yield from self.put(put, vectors.get(i, {}), now_ms)
+            by_label.setdefault(put.namespace[0], []).append((put, vectors.get(i, {})))
+        for label, group in by_label.items():
+            yield from self.put_many(label, group, now_ms)
         return results
 
     # ---------------------------------------------------------------- one item
 
-    def get(self, op: GetOp, now_ms: int) -> Plan[Item | None]:
-        namespace = tuple(op.namespace)
-        keys = self.layout.store(namespace)
-        (raw,) = yield one(Command.of("HGETALL", keys.item(namespace, op.key)))
-        stored = load_item(_pairs(raw))
-        if stored is None:
-            return None
-        if op.refresh_ttl and stored.ttl_ms:
-            yield from self._refresh([stored], now_ms)
-        return stored.item
+    def get_many(self, ops: Sequence[GetOp], now_ms: int) -> Plan[list[Item | None]]:
+        """Every get of a batch in one pipelined round trip (on a cluster, one per node)."""
+        raws = yield RoundTrip(
+            tuple(
+                Command.of(
+                    "HGETALL",
+                    self.layout.store(tuple(op.namespace)).item(tuple(op.namespace), op.key),
+                )
+                for op in ops
+            )
+        )
+        stored = [load_item(_pairs(raw)) for raw in raws]
+        refresh = [
+            s for op, s in zip(ops, stored, strict=True) if s and op.refresh_ttl and s.ttl_ms
+        ]
+        if refresh:
+            yield from self._refresh(refresh, now_ms)
+        return [s.item if s is not None else None for s in stored]
 
-    def put(self, op: PutOp, vectors: Mapping[str, list[float]], now_ms: int) -> Plan[None]:
-        """One atomic write on the label's slot: the item, then its entry in the
-        label's index (published last)."""
+    def put_many(
+        self, label: str, puts: Sequence[tuple[PutOp, Mapping[str, list[float]]]], now_ms: int
+    ) -> Plan[None]:
+        """A batch's puts (and deletes) under one first label as one atomic write on its
+        slot: the items, then their entries in the label's index (published last)."""
+        index = self.layout.store((label,)).index
+        calls: list[Call] = []
+        for op, vectors in puts:
+            calls += self._put_calls(op, vectors, now_ms)
+        listing = Command.of("SADD", self.layout.store_directory(label), label)
+        first = label not in self.listed  # once per label and process
+        if first and self.session.single_node:  # one slot: it rides in the write itself
+            calls.insert(0, listing)
+        elif first:  # another slot: listed first (readers skip a label with nothing)
+            yield one(listing)
+        self.listed.add(label)
+        calls.insert(0, Command.of("EXISTS", index))
+        replies = yield from self.session._atomic(None, calls)
+        if not first and not int(replies[0]):
+            # the label's index was gone (every item deleted or expired, or the server
+            # lost its data): the directory entry may have gone too, so it goes again
+            yield one(listing)
+
+    def _put_calls(self, op: PutOp, vectors: Mapping[str, list[float]], now_ms: int) -> list[Call]:
         namespace = tuple(op.namespace)
         keys = self.layout.store(namespace)
         item, entry = keys.item(namespace, op.key), store_entry(namespace, op.key)
         if op.value is None:
-            calls: list[Call] = [Command.of("ZREM", keys.index, entry), Command.of("DEL", item)]
-            yield from self.session._atomic(None, calls)
-            return
+            return [Command.of("ZREM", keys.index, entry), Command.of("DEL", item)]
         ttl = op.ttl
         fields = item_fields(namespace, op.key, op.value, now_ms, ttl, vectors)
-        calls = [Command.of("DEL", item), Command(("HSET", item, *flatten(fields)))]
+        calls: list[Call] = [Command.of("DEL", item), Command(("HSET", item, *flatten(fields)))]
         if ttl is not None:  # and the entries that expired since go from the index
             calls += [
                 Command.of("PEXPIRE", item, ttl_ms(ttl)),
                 Command.of("ZREMRANGEBYSCORE", keys.index, "-inf", now_ms),
             ]
-        label = namespace[0]
-        listing = Command.of("SADD", self.layout.store_directory(label), label)
-        if self.session.single_node:  # one slot: the listing rides in the write itself
-            calls.insert(0, listing)
-        elif label not in self.listed:  # another slot: listed first, once per process
-            yield one(listing)  # (readers skip a label with nothing)
-            self.listed.add(label)
-        calls += [
-            Command.of("EXISTS", keys.index),
-            Command.publishing("ZADD", keys.index, expiry_score(now_ms, ttl), entry),
-        ]
-        replies = yield from self.session._atomic(None, calls)
-        if not self.session.single_node and not int(replies[-2]):
-            # the label's index was gone (every item deleted or expired, or the server
-            # lost its data): the directory entry may have gone too, so it goes again
-            yield one(listing)
+        calls.append(Command.publishing("ZADD", keys.index, expiry_score(now_ms, ttl), entry))
+        return calls
 
     def _refresh(self, stored: Sequence[Stored], now_ms: int) -> Plan[None]:
         """Each item's ttl starts again: the item, and its score in the index."""

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import redis
-from langgraph.store.base import InvalidNamespaceError
+from langgraph.store.base import GetOp, InvalidNamespaceError, PutOp
 from langgraph.store.memory import InMemoryStore
 from redis.crc import key_slot
 
@@ -221,3 +221,23 @@ def test_a_label_is_listed_again_after_the_server_lost_its_data(
         store.put(("u9", "b"), "k", {"n": 2})  # this process had listed "u9" before
         assert store.list_namespaces() == [("u9", "b")]
         assert [i.value for i in store.search(())] == [{"n": 2}]
+
+
+@pytest.mark.parametrize("topology", ["standalone", "cluster"])
+def test_a_batch_pipelines_its_gets_and_writes_each_label_at_once(
+    request: pytest.FixtureRequest, topology: str
+) -> None:
+    dep = deployment_for(request, topology)
+    with RedisClusterStore.from_conn_string(dep.url, **options(dep)) as store:
+        for label in ("a", "b", "c"):
+            store.put((label,), "seed", {"n": 0})  # labels listed (once per process)
+        trips: list[Any] = []
+        store.shell.hook = lambda event, trip: trips.append(trip) if event == "send" else None
+        puts = [PutOp((label, "mem"), f"k{i}", {"i": i}) for label in "abc" for i in range(5)]
+        store.batch([*puts, PutOp(("a",), "seed", None)])
+        assert len(trips) == 3  # one atomic write per label
+        trips.clear()
+        got = store.batch([GetOp((label, "mem"), f"k{i}") for label in "abc" for i in range(5)])
+        assert len(trips) == 1
+        assert [g.value["i"] for g in got] == [i for _ in "abc" for i in range(5)]  # type: ignore[union-attr]
+        assert store.get(("a",), "seed") is None
