@@ -70,7 +70,7 @@ COMPAT_JOBS := oldest redis7 redis80
 COMPAT_TESTS := tests/unit/test_compat.py tests/integration/test_conformance.py \
 	tests/integration/test_round_trips.py tests/integration/test_concurrency.py \
 	tests/integration/test_failover.py tests/integration/test_out_of_memory.py \
-	tests/integration/test_timeouts.py
+	tests/integration/test_timeouts.py tests/integration/test_store.py
 
 compat: system-deps $(COMPAT_JOBS:%=compat-%)
 
