@@ -1,7 +1,7 @@
 """The saver's concurrency and fault rules hold for the store: many processes writing
-and deleting the same namespaces leave listings and searches exact, and a primary
-killed under load loses no acknowledged durable write (each waited out within
-``failover_wait``)."""
+and deleting the same namespaces leave listings and searches exact, a primary killed
+under load loses no acknowledged durable write (each waited out within
+``failover_wait``), and a label's slot moved under load loses nothing."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import uuid
 from typing import Any
 
 import pytest
+from redis.crc import key_slot
 
-from cluster.faults import kill_primary, wait_for_failover
+from cluster.faults import kill_primary, migrate_slot, slot_owner, wait_for_failover
+from redis_cluster_saver.keys import KeyLayout
 from redis_cluster_saver.store import RedisClusterStore
 from tests.support.servers import url_of
 
@@ -120,3 +122,46 @@ def test_a_primary_killed_under_load_loses_no_durable_put(request: pytest.Fixtur
                 lost.append((ns, key))
     print(f"store under kill -9: {len(acked)} acknowledged, {len(lost)} lost, {len(errors)} errors")
     assert lost == []
+
+
+def test_moving_a_busy_labels_slot_loses_nothing(request: pytest.FixtureRequest) -> None:
+    """A label's slot moves (IMPORTING/MIGRATING, key by key) while a writer puts, gets
+    and searches under it: every call succeeds (ASK and MOVED waited out) and every put
+    is there afterwards, under the new owner."""
+    dep = request.getfixturevalue("fresh_cluster")
+    prefix = f"sm{uuid.uuid4().hex[:8]}"
+    errors: list[BaseException] = []
+    written: list[int] = []
+    stop = threading.Event()
+
+    def busy() -> None:
+        with RedisClusterStore.from_conn_string(dep.url, key_prefix=prefix) as store:
+            n = 0
+            while not stop.is_set() and n < 20_000:
+                try:
+                    store.put(("mover", "mem"), f"k{n}", {"n": n})
+                    item = store.get(("mover", "mem"), f"k{n}")
+                    assert item is not None and item.value == {"n": n}
+                    if n % 50 == 3:  # a search reads every item under the label
+                        assert len(store.search(("mover",), limit=3)) == 3
+                except BaseException as exc:
+                    errors.append(exc)
+                    return
+                written.append(n)
+                n += 1
+
+    worker = threading.Thread(target=busy)
+    worker.start()
+    time.sleep(0.5)
+    slot = key_slot(KeyLayout(prefix).store(("mover",)).index.encode())
+    owner = slot_owner(dep, slot)
+    target = next(p for p in dep.primaries if p.port != owner.port)
+    migrate_slot(dep, slot, target)
+    time.sleep(0.5)
+    stop.set()
+    worker.join(60)
+    assert errors == []
+    assert slot_owner(dep, slot).port == target.port
+    with RedisClusterStore.from_conn_string(dep.url, key_prefix=prefix) as store:
+        found = {item.value["n"] for item in store.search(("mover",), limit=100_000)}
+    assert found == set(written) and len(written) > 20
