@@ -51,6 +51,14 @@ script running too long. None of them refuses a command the saver's mode needs, 
 none is a failover: the caller gets them at once, and the mode stays."""
 
 
+_STATE_REPLY = re.compile(
+    r"(?:^|of pipeline caused error: \(['\"])(?:" + "|".join(STATE_CODES) + ") "
+)
+"""A state code opening the server's reply, or the reply redis-py's asyncio pipeline
+quotes ("Command # 1 (SET ...) of pipeline caused error: ('NOREPLICAS ...',)"); never
+a word of the command's own arguments, which that quote also carries."""
+
+
 def refused_for_state(exc: BaseException) -> bool:
     """A refusal for the server's state (see STATE_CODES), however it came: as its own
     reply, or inside a script's error or a transaction's."""
@@ -59,14 +67,6 @@ def refused_for_state(exc: BaseException) -> bool:
     if not isinstance(exc, ResponseError):
         return False
     return _STATE_REPLY.search(str(exc)) is not None
-
-
-_STATE_REPLY = re.compile(
-    r"(?:^|of pipeline caused error: \(['\"])(?:" + "|".join(STATE_CODES) + ") "
-)
-"""A state code opening the server's reply, or the reply redis-py's asyncio pipeline
-quotes ("Command # 1 (SET ...) of pipeline caused error: ('NOREPLICAS ...',)"); never
-a word of the command's own arguments, which that quote also carries."""
 
 
 BY_CLASS: tuple[tuple[type[BaseException], Failure], ...] = (

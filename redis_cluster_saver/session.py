@@ -259,19 +259,18 @@ class Session:
         """One atomic trip; with a TTL the renewal of the whole thread rides in it
         (where scripts are refused it follows as its own steps). In durable mode the
         trip ends with WAIT, and too few acknowledgements raise."""
-        renew = bool(self.ttl.ms) and keys is not None  # a thread's ttl (not the store's)
-        if renew and self.mode.scripts:
-            assert keys is not None
-            calls, renew = [*calls, self._touch_call(keys)], False
+        # a thread's ttl renewal (the store's writes pass no thread: keys is None)
+        touch = self._touch_call(keys) if keys is not None and self.ttl.ms else None
+        if touch is not None and self.mode.scripts:
+            calls, touch = [*calls, touch], None
         d = self.durability
         wait = (d.replicas, d.timeout_ms) if d else None
         if self.mode.writes is WriteMode.PER_KEY:
             replies = yield from _published_last(calls, wait)
         else:
             replies = yield RoundTrip(tuple(calls), atomic=True, wait=wait)
-        if renew:
-            assert keys is not None
-            yield from perkey.touch(self._touch_call(keys))
+        if touch is not None:
+            yield from perkey.touch(touch)
         if d is not None and int(replies[-1]) < d.replicas:
             raise DurabilityError(int(replies[-1]), d.replicas, d.timeout_ms)
         return list(replies[: len(calls)])

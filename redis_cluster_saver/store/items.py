@@ -92,7 +92,7 @@ def _text(data: bytes | str) -> str:
     return data.decode() if isinstance(data, bytes) else data
 
 
-def load_item(raw: Mapping[bytes | str, bytes]) -> Stored | None:
+def load_item(raw: Mapping[Any, bytes]) -> Stored | None:
     """An item from its hash (HGETALL's reply); None for a missing (or expired) one."""
     if not raw:
         return None

@@ -28,6 +28,7 @@ from langgraph.store.base import (
     SearchOp,
 )
 
+from ..codec import pairs
 from ..keys import KeyLayout, parse_store_entry, store_entry
 from ..plan import Call, Command, Plan, RoundTrip, one
 from ..session import Session, flatten
@@ -54,15 +55,6 @@ class SearchTooBroadError(ValueError):
     """A search without an index would read more items than ``max_candidates``."""
 
 
-def _pairs(raw: Any) -> Mapping[Any, Any]:
-    """HGETALL's reply as a mapping (RESP3 and redis-py's callback give one, a raw
-    RESP2 reply a flat list)."""
-    if isinstance(raw, Mapping):
-        return raw
-    items = list(raw or ())
-    return dict(zip(items[::2], items[1::2], strict=True))
-
-
 def _text(data: Any) -> str:
     return data.decode() if isinstance(data, bytes) else str(data)
 
@@ -75,7 +67,7 @@ class StorePlans:
     layout: KeyLayout
     max_candidates: int = DEFAULT_MAX_CANDIDATES
     listed: set[str] = field(default_factory=set)
-    """First labels this process has put in the directory (a hint: see _put)."""
+    """First labels this process has put in the directory (a hint: see put_many)."""
 
     def batch(
         self,
@@ -130,7 +122,7 @@ class StorePlans:
                 for op in ops
             )
         )
-        stored = [load_item(_pairs(raw)) for raw in raws]
+        stored = [load_item(pairs(raw)) for raw in raws]
         refresh = [
             s for op, s in zip(ops, stored, strict=True) if s and op.refresh_ttl and s.ttl_ms
         ]
@@ -179,18 +171,28 @@ class StorePlans:
         return calls
 
     def _refresh(self, stored: Sequence[Stored], now_ms: int) -> Plan[None]:
-        """Each item's ttl starts again: the item, and its score in the index."""
+        """Each item's ttl starts again (the item, and its score in the index): one
+        atomic write per first label."""
+        by_label: dict[str, list[Call]] = {}
         for s in stored:
             if not s.ttl_ms:
                 continue
             namespace, key = s.item.namespace, s.item.key
             keys = self.layout.store(namespace)
-            calls: list[Call] = [
-                Command.of("PEXPIRE", keys.item(namespace, key), s.ttl_ms),
-                Command.of(
-                    "ZADD", keys.index, "XX", "GT", now_ms + s.ttl_ms, store_entry(namespace, key)
-                ),
-            ]
+            by_label.setdefault(namespace[0], []).extend(
+                (
+                    Command.of("PEXPIRE", keys.item(namespace, key), s.ttl_ms),
+                    Command.of(
+                        "ZADD",
+                        keys.index,
+                        "XX",
+                        "GT",
+                        now_ms + s.ttl_ms,
+                        store_entry(namespace, key),
+                    ),
+                )
+            )
+        for calls in by_label.values():
             yield from self.session._atomic(None, calls)
 
     # ---------------------------------------------------------------- many items
@@ -257,5 +259,5 @@ class StorePlans:
         raws = yield RoundTrip(
             tuple(Command.of("HGETALL", self.layout.store(ns).item(ns, key)) for ns, key in wanted)
         )
-        loaded = [load_item(_pairs(raw)) for raw in raws]
+        loaded = [load_item(pairs(raw)) for raw in raws]
         return order(s for s in loaded if s is not None)
