@@ -11,10 +11,6 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     CheckpointTuple,
 )
-from redis.exceptions import (
-    NoPermissionError,
-    ResponseError,
-)
 
 from . import codec, search, validation
 from .errors import ThreadDamagedError
@@ -23,8 +19,6 @@ from .plan import (
     Plan,
     RoundTrip,
     T,
-    one,
-    pause,
 )
 from .reads import LISTED_GONE, Reads, entry_resolver, matches
 from .replies import Entry, Listed, Missing
@@ -97,39 +91,7 @@ class CrossThread(Reads):
         return bool(self.capabilities and self.capabilities.search)
 
     def _indexes(self) -> Plan[list[str]]:
-        """The index names, creating the indexes on first use."""
-        if self.search_names is None:
-            caps = self.capabilities
-            if self.client_kind == "cluster" and not (caps and caps.search_all_shards):
-                (slots,) = yield one(Command.keyless("CLUSTER", "SLOTS"))
-                names = search.names_for_slots(self.layout, slots)
-            else:
-                names = [self.layout.index()]
-            for name in names:
-                yield from self._create_index(name)
-            self.search_names = names
-        return self.search_names
-
-    def _create_index(self, name: str) -> Plan[None]:
-        try:
-            yield one(search.create_command(self.layout, name))
-        except ResponseError as exc:
-            if "already exists" in str(exc).lower():
-                return
-            if not isinstance(exc, NoPermissionError):
-                raise
-            # a least-privilege user may be denied FT.CREATE where an administrator
-            # made the index beforehand: use it if it is there, else say why not
-            try:
-                yield one(Command.routed(name, "FT.INFO", name))
-            except ResponseError:
-                raise exc from None
-            return
-        while True:  # a new index over existing keys: wait until it has read them
-            (info,) = yield one(Command.routed(name, "FT.INFO", name))
-            if not search.indexing(info):
-                return
-            yield pause(0.05)
+        return (yield from self.checkpoint_indexes.resolve(self.client_kind, self.capabilities))
 
     def _search(
         self, where: Any, offsets: dict[str, int], count: int
@@ -141,17 +103,7 @@ class CrossThread(Reads):
         return {n: search.result_keys(r) for n, r in zip(names, replies, strict=True)}
 
     def _with_indexes(self, make: Callable[[], Plan[T]]) -> Plan[T]:
-        """Run an index query; if an index is missing on its node (a new primary, a
-        moved slot), work out the indexes again, create what is missing, and rerun
-        the query from its start."""
-        try:
-            return (yield from make())
-        except ResponseError as exc:
-            text = str(exc).lower()
-            if "no such index" not in text and "unknown index" not in text:
-                raise
-        self.search_names = None
-        return (yield from make())
+        return (yield from self.checkpoint_indexes.rerun(make))
 
     def _round(
         self,

@@ -31,6 +31,7 @@ DIRECTORY_BUCKETS = 16
 STORE_ITEM = "si:"
 STORE_INDEX = "sx:"
 STORE_DIRECTORY = "sdir:"
+STORE_VECTORS = "sv:"
 
 
 def escape(part: str) -> str:
@@ -165,6 +166,11 @@ class StoreKeys:
         """Hash of one item: its value, timestamps, ttl and vectors."""
         return self._key(STORE_ITEM, f":{encode_namespace(namespace)}:{escape(key)}")
 
+    def vectors(self, namespace: tuple[str, ...], key: str) -> str:
+        """JSON document of one item's vectors, for the Search module's vector index
+        (the item's key with another kind)."""
+        return self._key(STORE_VECTORS, f":{encode_namespace(namespace)}:{escape(key)}")
+
     @property
     def index(self) -> str:
         """Sorted set of the label's items (``<namespace>:<key>``, see ``store_entry``),
@@ -233,6 +239,23 @@ class KeyLayout:
     def store_item_prefix(self) -> str:
         """What every store item's key starts with (for a search index)."""
         return f"{self.prefix}:{STORE_ITEM}{{"
+
+    @property
+    def store_vectors_prefix(self) -> str:
+        """What every item's vector document's key starts with (the vector index's)."""
+        return f"{self.prefix}:{STORE_VECTORS}{{"
+
+    def item_of_vectors(self, key: bytes | str) -> str:
+        """The item a vector document belongs to."""
+        text = key.decode() if isinstance(key, bytes) else key
+        head = len(self.store_vectors_prefix) - 1
+        return f"{self.prefix}:{STORE_ITEM}{text[head:]}"
+
+    def store_index(self, dims: int, tag: str | None = None) -> str:
+        """Name of the store's vector index for ``dims`` dimensions (a new dimension
+        is a new index, never a mismatch), one per shard as :meth:`index`."""
+        name = f"{self.prefix}:sidx{dims}"
+        return name if tag is None else f"{name}:{{{tag}}}"
 
     def probe_key(self) -> str:
         """The one key the detector writes (and deletes) to test what is allowed."""

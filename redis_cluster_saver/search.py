@@ -4,8 +4,7 @@ The index covers checkpoint hashes only (their keys start ``<prefix>:cp:{``). On
 cluster whose search sees one shard (RediSearch without the coordinator, as on
 open-source clusters before Redis 8), FT.CREATE and FT.SEARCH act on the node that
 owns the index name's slot and see only that node's keys: so there is one index per
-primary, each named with a hash tag that lands on a slot that primary owns, and
-queries fan out to all of them and merge newest first.
+primary (indexes.py), and queries fan out to all of them and merge newest first.
 
 Index fields are a pre-filter: every result is loaded and checked against the
 exact filter, so a value the index cannot hold exactly (an empty tag, one with the
@@ -23,7 +22,6 @@ from redisvl.query import FilterQuery
 from redisvl.query.filter import FilterExpression, Num, Tag
 from redisvl.schema import IndexSchema
 
-from . import codec
 from .keys import KeyLayout
 from .plan import Arg, Command
 
@@ -57,25 +55,6 @@ def create_command(layout: KeyLayout, name: str) -> Command:
     return Command.routed(
         name, "FT.CREATE", name, "ON", "HASH", "PREFIX", 1, prefix, "SCHEMA", *fields
     )
-
-
-def names_for_slots(layout: KeyLayout, slots: Sequence[Any]) -> list[str]:
-    """One index name per primary, each hashing to a slot that primary owns, from a
-    CLUSTER SLOTS reply ([start, end, [host, port, id], replicas...] per range)."""
-    from redis.crc import key_slot
-
-    ranges: dict[tuple[str, int], list[tuple[int, int]]] = {}
-    for entry in slots:
-        start, end, primary = int(entry[0]), int(entry[1]), entry[2]
-        host = primary[0].decode() if isinstance(primary[0], bytes) else str(primary[0])
-        ranges.setdefault((host, int(primary[1])), []).append((start, end))
-    names = []
-    for owned in ranges.values():
-        i = 0
-        while not any(a <= key_slot(layout.index(f"n{i}").encode()) <= b for a, b in owned):
-            i += 1
-        names.append(layout.index(f"n{i}"))
-    return sorted(names)
 
 
 SORT_KEY_MAX = 512
@@ -153,10 +132,3 @@ def result_keys(reply: Any) -> list[bytes]:
         results = reply.get(b"results", reply.get("results", []))
         return [r.get(b"id", r.get("id")) for r in results]
     return list(reply[1:])
-
-
-def indexing(info: Any) -> bool:
-    """Is the index still indexing existing keys (FT.INFO, RESP2 or RESP3)?"""
-    fields = codec.pairs(info)
-    value = fields.get(b"indexing", fields.get("indexing", 0))  # type: ignore[call-overload]
-    return str(value.decode() if isinstance(value, bytes) else value) not in ("0", "0.0")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ParamSpec
 
 from langchain_core.runnables import RunnableConfig
@@ -14,10 +15,11 @@ from redis.exceptions import (
     TimeoutError,
 )
 
-from . import codec, deltas, perkey, replies, scripts
+from . import codec, deltas, perkey, replies, scripts, search
 from .detector import Capabilities, ModeLog, detect, probe_modes
 from .errors import DurabilityError, pool_exhausted
 from .failures import Failure, classify, stalled
+from .indexes import ShardIndexes
 from .keys import KeyLayout, ThreadKeys
 from .options import TTL, Durability, Retention
 from .plan import (
@@ -125,8 +127,8 @@ class Session:
     """Seconds an operation waits for the server to come back (e.g. a Sentinel or
     cluster failover) before its connection error reaches the caller."""
     log: ModeLog = field(default_factory=ModeLog)
-    search_names: list[str] | None = None
-    """The search index of each shard (one name unless search sees one shard)."""
+    checkpoint_indexes: ShardIndexes = field(init=False)
+    """The checkpoint index of each shard (one unless search sees one shard)."""
     use_search: bool | None = None
     """Forced by the user: False never creates or queries an index."""
     durability: Durability | None = None
@@ -137,6 +139,11 @@ class Session:
     lists: deltas.ListBases = field(default_factory=deltas.ListBases)
     clock: Callable[[], float] = field(default=time.monotonic)
     """Seconds, only ever compared (retry deadlines); injected by tests."""
+
+    def __post_init__(self) -> None:
+        self.checkpoint_indexes = ShardIndexes(
+            self.layout.index, partial(search.create_command, self.layout)
+        )
 
     @property
     def write_mode(self) -> WriteMode:

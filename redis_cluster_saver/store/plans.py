@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from langgraph.store.base import (
@@ -29,6 +30,7 @@ from langgraph.store.base import (
 )
 
 from ..codec import pairs
+from ..indexes import ShardIndexes
 from ..keys import KeyLayout, parse_store_entry, store_entry
 from ..plan import Call, Command, Plan, RoundTrip, one
 from ..session import Session, flatten
@@ -45,6 +47,7 @@ from .items import (
     search_page,
     ttl_ms,
 )
+from .vectors import create_command, document, knn_command, knn_hits, usable
 
 DEFAULT_MAX_CANDIDATES = 10_000
 """At most this many items under a search's namespace prefix are read and scored
@@ -66,8 +69,44 @@ class StorePlans:
     session: Session
     layout: KeyLayout
     max_candidates: int = DEFAULT_MAX_CANDIDATES
+    dims: int | None = None
+    """The index's dimensions (None: no index, nothing embedded)."""
+    use_search: bool | None = None
+    """Use the Search module's vector index: None where it runs, False never, True
+    (or an error at setup where it does not run)."""
+    algorithm: str = "FLAT"
     listed: set[str] = field(default_factory=set)
     """First labels this process has put in the directory (a hint: see put_many)."""
+    vector_indexes: ShardIndexes | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.dims is not None and self.use_search is not False:
+            dims, algorithm = self.dims, self.algorithm
+            self.vector_indexes = ShardIndexes(
+                partial(self.layout.store_index, dims),
+                partial(create_command, self.layout, dims, algorithm),
+            )
+
+    def setup(self) -> Plan[None]:
+        yield from self.session.setup()
+        if self._vectors_on():
+            assert self.vector_indexes is not None
+            caps, kind = self.session.capabilities, self.session.client_kind
+            yield from self.vector_indexes.resolve(kind, caps)
+
+    def _vectors_on(self) -> bool:
+        """Are vectors kept in (and searched through) the Search module's index?"""
+        caps = self.session.capabilities
+        if self.vector_indexes is None or caps is None:
+            return False
+        if caps.search and caps.json:
+            return True
+        if self.use_search:
+            raise ValueError(
+                "search=True, but the server has no usable Search and JSON modules "
+                "(the store's vector index needs both)"
+            )
+        return False
 
     def batch(
         self,
@@ -157,16 +196,22 @@ class StorePlans:
         namespace = tuple(op.namespace)
         keys = self.layout.store(namespace)
         item, entry = keys.item(namespace, op.key), store_entry(namespace, op.key)
+        docs = keys.vectors(namespace, op.key) if self._vectors_on() else None
         if op.value is None:
-            return [Command.of("ZREM", keys.index, entry), Command.of("DEL", item)]
+            gone: list[Call] = [Command.of("ZREM", keys.index, entry), Command.of("DEL", item)]
+            return gone + ([Command.of("DEL", docs)] if docs else [])
         ttl = op.ttl
         fields = item_fields(namespace, op.key, op.value, now_ms, ttl, vectors)
         calls: list[Call] = [Command.of("DEL", item), Command(("HSET", item, *flatten(fields)))]
+        if docs and vectors:
+            calls.append(Command.of("JSON.SET", docs, "$", document(namespace, vectors)))
+        elif docs:
+            calls.append(Command.of("DEL", docs))
         if ttl is not None:  # and the entries that expired since go from the index
-            calls += [
-                Command.of("PEXPIRE", item, ttl_ms(ttl)),
-                Command.of("ZREMRANGEBYSCORE", keys.index, "-inf", now_ms),
-            ]
+            calls += [Command.of("PEXPIRE", item, ttl_ms(ttl))]
+            if docs and vectors:
+                calls.append(Command.of("PEXPIRE", docs, ttl_ms(ttl)))
+            calls.append(Command.of("ZREMRANGEBYSCORE", keys.index, "-inf", now_ms))
         calls.append(Command.publishing("ZADD", keys.index, expiry_score(now_ms, ttl), entry))
         return calls
 
@@ -174,12 +219,16 @@ class StorePlans:
         """Each item's ttl starts again (the item, and its score in the index): one
         atomic write per first label."""
         by_label: dict[str, list[Call]] = {}
+        docs = self._vectors_on()
         for s in stored:
             if not s.ttl_ms:
                 continue
             namespace, key = s.item.namespace, s.item.key
             keys = self.layout.store(namespace)
-            by_label.setdefault(namespace[0], []).extend(
+            calls = by_label.setdefault(namespace[0], [])
+            if docs and s.vectors:
+                calls.append(Command.of("PEXPIRE", keys.vectors(namespace, key), s.ttl_ms))
+            calls.extend(
                 (
                     Command.of("PEXPIRE", keys.item(namespace, key), s.ttl_ms),
                     Command.of(
@@ -200,7 +249,17 @@ class StorePlans:
     def search(
         self, op: SearchOp, query: list[float] | None, now_ms: int
     ) -> Plan[list[SearchItem]]:
-        """Two round trips: the entries of the labels under the prefix, then the items."""
+        """Two round trips: the entries of the labels under the prefix, then the items
+        (or, with a query where the vector index runs, its nearest, then their items)."""
+        if query is not None and usable(query) and self._vectors_on():
+            assert self.vector_indexes is not None
+            rerun = self.vector_indexes.rerun
+            found = yield from rerun(lambda: self._knn(op, query))
+            if found is not None:
+                page, hit = found
+                if op.refresh_ttl:
+                    yield from self._refresh(hit, now_ms)
+                return page
         prefix = tuple(op.namespace_prefix)
         label = literal_first_label(prefix)
         labels = [label] if label is not None else (yield from self._labels())
@@ -214,6 +273,64 @@ class StorePlans:
             refresh = [s for s in matching if (s.item.namespace, s.item.key) in hits]
             yield from self._refresh(refresh, now_ms)
         return page
+
+    def _knn(
+        self, op: SearchOp, query: list[float]
+    ) -> Plan[tuple[list[SearchItem], list[Stored]] | None]:
+        """The page from the vector index: the nearest documents of every shard (one
+        round trip), merged, then their items (one more), filtered and scored exactly.
+        None when fewer items with vectors match than the page asks: items without
+        vectors then fill it, which only the exact path knows.
+
+        Exact: an item not among a shard's ``k`` nearest is no nearer than that
+        shard's ``k``-th. So once ``offset + limit`` matching items are no farther
+        than the nearest of those bounds, no unseen item can enter the page (but one
+        of equal score, for another in a tie); until then ``k`` grows (to
+        ``max_candidates`` at most)."""
+        assert self.vector_indexes is not None
+        caps, kind = self.session.capabilities, self.session.client_kind
+        names = yield from self.vector_indexes.resolve(kind, caps)
+        prefix, need = tuple(op.namespace_prefix), op.offset + op.limit
+        k = min(max(2 * need, 10), self.max_candidates)
+        while True:
+            replies = yield RoundTrip(
+                tuple(knn_command(n, prefix, query, k, self.algorithm) for n in names)
+            )
+            shards = [knn_hits(r) for r in replies]
+            bound = min((hits[-1][0] for hits in shards if len(hits) >= k), default=None)
+            nearest: dict[str, float] = {}
+            for distance, doc in sorted(h for hits in shards for h in hits):
+                nearest.setdefault(self.layout.item_of_vectors(doc), distance)
+            loaded = yield from self._load(list(nearest))
+            matching = [
+                s
+                for s in loaded
+                if s.vectors
+                and s.item.namespace[: len(prefix)] == prefix
+                and matches(s.item.value, op.filter)
+            ]
+            if bound is None:  # every shard gave all it has
+                break
+            keys = self.layout.store
+            sure = sum(
+                1
+                for s in matching
+                if nearest[keys(s.item.namespace).item(s.item.namespace, s.item.key)] <= bound
+            )
+            if sure >= need:
+                break
+            if k >= self.max_candidates:
+                raise SearchTooBroadError(
+                    f"this search would score more than max_candidates={self.max_candidates} "
+                    "vectors to fill its page (a filter few items match?): narrow its "
+                    "namespace prefix, or raise the bound"
+                )
+            k = min(k * 4, self.max_candidates)
+        if len(matching) < need:
+            return None
+        page = search_page(order(matching), query, op.offset, op.limit)
+        hits = {(hit.namespace, hit.key) for hit in page}
+        return page, [s for s in matching if (s.item.namespace, s.item.key) in hits]
 
     def list_namespaces(self, op: ListNamespacesOp, now_ms: int) -> Plan[list[tuple[str, ...]]]:
         """One round trip (two without a first label to start from): the namespaces
@@ -254,10 +371,12 @@ class StorePlans:
                 f"this search would read {len(wanted)} items, over max_candidates="
                 f"{self.max_candidates}: narrow its namespace prefix, or raise the bound"
             )
-        if not wanted:
+        keys = [self.layout.store(ns).item(ns, key) for ns, key in wanted]
+        return order((yield from self._load(keys)))
+
+    def _load(self, keys: Sequence[str]) -> Plan[list[Stored]]:
+        """These items (one deleted or expired meanwhile: left out), in one round trip."""
+        if not keys:
             return []
-        raws = yield RoundTrip(
-            tuple(Command.of("HGETALL", self.layout.store(ns).item(ns, key)) for ns, key in wanted)
-        )
-        loaded = [load_item(pairs(raw)) for raw in raws]
-        return order(s for s in loaded if s is not None)
+        raws = yield RoundTrip(tuple(Command.of("HGETALL", key) for key in keys))
+        return [s for s in (load_item(pairs(raw)) for raw in raws) if s is not None]

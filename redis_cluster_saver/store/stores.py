@@ -34,6 +34,7 @@ from ..session import Session
 from ..shells import AsyncShell, SyncShell
 from .embedding import Index, Wanted, wanted
 from .plans import DEFAULT_MAX_CANDIDATES, StorePlans
+from .vectors import ALGORITHMS
 
 
 def _ttl_config(ttl: Mapping[str, Any] | None) -> TTLConfig | None:
@@ -83,6 +84,8 @@ class _Store(BaseStore):
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         pool_timeout: float = DEFAULT_POOL_TIMEOUT,
         max_candidates: int = DEFAULT_MAX_CANDIDATES,
+        search: bool | None = None,
+        vector_algorithm: str = "FLAT",
     ) -> None:
         if (redis_url is None) == (redis_client is None):
             raise ValueError("pass exactly one of redis_url or redis_client")
@@ -92,6 +95,12 @@ class _Store(BaseStore):
             or max_candidates < 1
         ):
             raise ValueError(f"max_candidates must be an int >= 1, not {max_candidates!r}")
+        if vector_algorithm not in ALGORITHMS:
+            raise ValueError(
+                f"vector_algorithm must be one of {', '.join(ALGORITHMS)}, not {vector_algorithm!r}"
+            )
+        if search not in (None, True, False):
+            raise ValueError(f"search must be None, True or False, not {search!r}")
         self.index = Index.parse(index)
         self.index_config = index
         self.ttl_config = _ttl_config(ttl)
@@ -106,7 +115,14 @@ class _Store(BaseStore):
             durability=Durability.parse(durability),
             failover_wait=failover_wait,
         )
-        self.plans = StorePlans(session, layout, max_candidates)
+        self.plans = StorePlans(
+            session,
+            layout,
+            max_candidates,
+            dims=self.index.dims if self.index else None,
+            use_search=search,
+            algorithm=vector_algorithm,
+        )
         self.pool_limits = PoolLimits.parse(max_connections, pool_timeout)
         self._owns_client = redis_client is None
         self.connector: Connector | None = None
@@ -174,9 +190,10 @@ class RedisClusterStore(_Store):
                 old.close()
 
     def setup(self) -> None:
-        """Probe the server (topology, what it allows); nothing to create."""
+        """Probe the server (topology, what it allows) and create the vector index
+        where the Search module runs."""
         self._connect()
-        self.shell.run(self.plans.session.setup())
+        self.shell.run(self.plans.setup())
 
     def close(self) -> None:
         """Close the connections the store opened (a client passed in stays open)."""
@@ -249,9 +266,10 @@ class AsyncRedisClusterStore(_Store):
                 await old.aclose()
 
     async def setup(self) -> None:
-        """Probe the server (topology, what it allows); nothing to create."""
+        """Probe the server (topology, what it allows) and create the vector index
+        where the Search module runs."""
         await self._connect()
-        await self.shell.run(self.plans.session.setup())
+        await self.shell.run(self.plans.setup())
 
     async def aclose(self) -> None:
         """Close the connections the store opened (a client passed in stays open)."""

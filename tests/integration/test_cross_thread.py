@@ -108,11 +108,11 @@ def test_cross_thread_queries_agree_on_every_path(
         assert caps is not None
         path = "directory"
         if caps.search:
-            names = saver.ops.search_names or []
+            names = saver.ops.checkpoint_indexes.names or []
             path = "fan-out" if len(names) > 1 else "index"
         assert path == PATHS[topology]
         if topology == "cluster":
-            assert len(saver.ops.search_names or []) == 3
+            assert len(saver.ops.checkpoint_indexes.names or []) == 3
     for name, _ in QUERIES:
         assert got[name] == expected(name, ROWS), name
     survivors = [r for r in ROWS if r[3]["run_id"] != "run-c"]
@@ -138,7 +138,7 @@ def test_fan_out_follows_failover_and_moved_slots(fresh_cluster: Any) -> None:
         wait_for_failover(dep, old)
         again = [t.checkpoint["id"] for t in saver.list(None, filter={"run_id": "run-b"})]
         assert again == want
-        before = list(saver.ops.search_names or [])
+        before = list(saver.ops.checkpoint_indexes.names or [])
         name = before[0]
         slot = key_slot(name.encode())
         owner = slot_owner(dep, slot)
@@ -146,4 +146,4 @@ def test_fan_out_follows_failover_and_moved_slots(fresh_cluster: Any) -> None:
         migrate_slot(dep, slot, target)
         moved = [t.checkpoint["id"] for t in saver.list(None, filter={"run_id": "run-b"})]
         assert moved == want
-        assert saver.ops.search_names != before  # worked out again after the move
+        assert saver.ops.checkpoint_indexes.names != before  # worked out again after the move
