@@ -91,11 +91,20 @@ class Shell:
         return {}
 
     @staticmethod
-    def queued(client: Any, calls: Sequence[Command], transaction: bool = False) -> Any:
-        """A pipeline of ``client`` holding ``calls``, ready to execute."""
+    def queued(
+        client: Any, calls: Sequence[Command], transaction: bool = False, routes: bool = False
+    ) -> Any:
+        """A pipeline of ``client`` holding ``calls``, ready to execute. With ``routes``
+        (a cluster client's pipeline), a command routed by a key goes to that key's
+        node: the client cannot tell where a module command such as FT.SEARCH goes,
+        and would try another node first."""
         pipe = client.pipeline(transaction=transaction)
         for call in calls:
-            pipe.execute_command(*call.args)
+            if routes and call.route is not None:
+                node = client.get_node_from_key(call.route)
+                pipe.execute_command(*call.args, target_nodes=node)
+            else:
+                pipe.execute_command(*call.args)
         return pipe
 
     def client_error(self, exc: Exception) -> Exception:
@@ -182,7 +191,8 @@ class SyncShell(Shell):
             return self.transaction(low.calls)
         if low.shape is not Shape.ONE:
             transaction = low.shape is Shape.TRANSACTION
-            return list(self.queued(self.client, low.calls, transaction).execute())
+            routes = self.cluster and not transaction
+            return list(self.queued(self.client, low.calls, transaction, routes).execute())
         call = low.one
         assert call is not None
         if isinstance(call, Command):
@@ -458,7 +468,11 @@ class AsyncShell(Shell):
             return await self.on_node(low)
         if low.shape is not Shape.ONE:
             transaction = low.shape is Shape.TRANSACTION
-            return list(await self.queued(self.client, low.calls, transaction).execute())
+            routes = self.cluster and not transaction
+            if routes and any(c.route is not None for c in low.calls):
+                await self.client.initialize()  # the slot map is known after it
+            pipe = self.queued(self.client, low.calls, transaction, routes)
+            return list(await pipe.execute())
         call = low.one
         assert call is not None
         if isinstance(call, Command):

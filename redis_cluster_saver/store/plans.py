@@ -291,33 +291,34 @@ class StorePlans:
         caps, kind = self.session.capabilities, self.session.client_kind
         names = yield from self.vector_indexes.resolve(kind, caps)
         prefix, need = tuple(op.namespace_prefix), op.offset + op.limit
-        k = min(max(2 * need, 10), self.max_candidates)
+        # without a filter every shard's first ``need`` are enough, and only the
+        # nearest ``need`` of all are read; a filter may pass over some
+        k = min(need if op.filter is None else max(2 * need, 10), self.max_candidates)
+        gone: set[str] = set()  # expired since the index saw them (or deleted)
         while True:
             replies = yield RoundTrip(
                 tuple(knn_command(n, prefix, query, k, self.algorithm) for n in names)
             )
             shards = [knn_hits(r) for r in replies]
             bound = min((hits[-1][0] for hits in shards if len(hits) >= k), default=None)
-            nearest: dict[str, float] = {}
+            nearest: dict[str, float] = {}  # each item at its nearest vector
             for distance, doc in sorted(h for hits in shards for h in hits):
+                if bound is not None and distance > bound:
+                    break  # unseen items may be nearer than these
                 nearest.setdefault(self.layout.item_of_vectors(doc), distance)
-            loaded = yield from self._load(list(nearest))
+            wanted = [key for key in nearest if key not in gone]
+            wanted = wanted[: need if op.filter is None else None]
+            raws = yield from self._raw(wanted)
+            gone.update(key for key, s in zip(wanted, raws, strict=True) if s is None)
             matching = [
                 s
-                for s in loaded
-                if s.vectors
+                for s in raws
+                if s is not None
+                and s.vectors
                 and s.item.namespace[: len(prefix)] == prefix
                 and matches(s.item.value, op.filter)
             ]
-            if bound is None:  # every shard gave all it has
-                break
-            keys = self.layout.store
-            sure = sum(
-                1
-                for s in matching
-                if nearest[keys(s.item.namespace).item(s.item.namespace, s.item.key)] <= bound
-            )
-            if sure >= need:
+            if bound is None or len(matching) >= need:  # no unseen item is nearer
                 break
             if k >= self.max_candidates:
                 raise SearchTooBroadError(
@@ -376,7 +377,11 @@ class StorePlans:
 
     def _load(self, keys: Sequence[str]) -> Plan[list[Stored]]:
         """These items (one deleted or expired meanwhile: left out), in one round trip."""
+        return [s for s in (yield from self._raw(keys)) if s is not None]
+
+    def _raw(self, keys: Sequence[str]) -> Plan[list[Stored | None]]:
+        """These items, None for one deleted or expired, in one round trip."""
         if not keys:
             return []
         raws = yield RoundTrip(tuple(Command.of("HGETALL", key) for key in keys))
-        return [s for s in (load_item(pairs(raw)) for raw in raws) if s is not None]
+        return [load_item(pairs(raw)) for raw in raws]

@@ -26,7 +26,10 @@ from ..plan import Arg, Command
 
 ALGORITHMS = ("FLAT", "HNSW")
 """FLAT compares the query with every vector (exact); HNSW is a graph, approximate
-but far faster over many vectors (its ``EF_RUNTIME`` is raised to the page asked)."""
+but far faster over many vectors."""
+HNSW_EF_RUNTIME = 200
+"""HNSW's candidate list per query (the module's default is 10): recall@10 over
+100,000 vectors is ~0.99 with it (``make bench-store``), at a fraction of FLAT's cost."""
 
 
 def prefix_tag(prefix: Sequence[str]) -> str:
@@ -85,7 +88,7 @@ def knn_command(
 ) -> Command:
     """The ``k`` nearest documents under ``prefix`` on one index, nearest first."""
     where = f"@p:{{{prefix_tag(prefix)}}}" if prefix else "*"
-    runtime = f" EF_RUNTIME {max(k, 10)}" if algorithm == "HNSW" else ""
+    runtime = f" EF_RUNTIME {max(k, HNSW_EF_RUNTIME)}" if algorithm == "HNSW" else ""
     args: list[Arg] = [
         "FT.SEARCH",
         name,

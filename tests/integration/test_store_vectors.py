@@ -152,6 +152,20 @@ def test_vectors_expire_with_their_item(request: pytest.FixtureRequest) -> None:
         assert store.client.exists(docs) == 0
 
 
+def test_an_item_gone_while_its_vectors_stay_is_passed_over(
+    pair: tuple[RedisClusterStore, InMemoryStore],
+) -> None:
+    store, memory = pair
+    fill([store, memory], 60)
+    first = store.search((), query="green tea", limit=1)[0]
+    keys = store.plans.layout.store(first.namespace)
+    store.client.delete(keys.item(first.namespace, first.key))  # as eviction would
+    memory.delete(first.namespace, first.key)
+    ours = store.search((), query="green tea", limit=10)
+    assert first.key not in [h.key for h in ours]
+    same(ours, memory, (), query="green tea", limit=10)
+
+
 def test_a_short_page_is_filled_with_items_without_vectors(
     pair: tuple[RedisClusterStore, InMemoryStore],
 ) -> None:
