@@ -127,6 +127,14 @@ class StorePlans:
                 puts[(tuple(op.namespace), op.key)] = i
             elif not isinstance(op, (GetOp, ListNamespacesOp)):
                 raise ValueError(f"unknown store operation: {type(op).__name__}")
+        # every write's commands before anything is sent: a bad value under one first
+        # label leaves the others unwritten too
+        writes: dict[str, list[Call]] = {}
+        for i in puts.values():
+            put = ops[i]
+            assert isinstance(put, PutOp)
+            calls = self._put_calls(put, vectors.get(i, {}), now_ms)
+            writes.setdefault(put.namespace[0], []).extend(calls)
         gets = [(i, op) for i, op in enumerate(ops) if isinstance(op, GetOp)]
         found = (yield from self.get_many([op for _, op in gets], now_ms)) if gets else []
         by_index = {i: item for (i, _), item in zip(gets, found, strict=True)}
@@ -139,13 +147,8 @@ class StorePlans:
                 results.append((yield from self.list_namespaces(op, now_ms)))
             else:
                 results.append(None)
-        by_label: dict[str, list[tuple[PutOp, Mapping[str, list[float]]]]] = {}
-        for i in puts.values():
-            put = ops[i]
-            assert isinstance(put, PutOp)
-            by_label.setdefault(put.namespace[0], []).append((put, vectors.get(i, {})))
-        for label, group in by_label.items():
-            yield from self.put_many(label, group, now_ms)
+        for label, calls in writes.items():
+            yield from self.put_many(label, calls)
         return results
 
     # ---------------------------------------------------------------- one item
@@ -169,15 +172,11 @@ class StorePlans:
             yield from self._refresh(refresh, now_ms)
         return [s.item if s is not None else None for s in stored]
 
-    def put_many(
-        self, label: str, puts: Sequence[tuple[PutOp, Mapping[str, list[float]]]], now_ms: int
-    ) -> Plan[None]:
-        """A batch's puts (and deletes) under one first label as one atomic write on its
-        slot: the items, then their entries in the label's index (published last)."""
+    def put_many(self, label: str, calls: list[Call]) -> Plan[None]:
+        """A batch's puts (and deletes) under one first label (``_put_calls``) as one
+        atomic write on its slot: the items, then their entries in the label's index
+        (published last)."""
         index = self.layout.store((label,)).index
-        calls: list[Call] = []
-        for op, vectors in puts:
-            calls += self._put_calls(op, vectors, now_ms)
         listing = Command.of("SADD", self.layout.store_directory(label), label)
         first = label not in self.listed  # once per label and process
         if first and self.session.single_node:  # one slot: it rides in the write itself

@@ -174,6 +174,9 @@ def test_vector_search_scores_match_in_memory_store(request: pytest.FixtureReque
 
 
 def test_bad_input_is_refused_with_nothing_written(store: RedisClusterStore) -> None:
+    with pytest.raises(TypeError, match="JSON"):  # a bad put under another first label
+        store.batch([PutOp(("u1",), "good", {"n": 1}), PutOp(("u2",), "bad", {"x": object()})])
+    assert store.get(("u1",), "good") is None
     with pytest.raises(TypeError, match="dict"):
         store.put(("u1",), "k", ["not", "a", "dict"])  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="JSON"):
@@ -241,3 +244,30 @@ def test_a_batch_pipelines_its_gets_and_writes_each_label_at_once(
         assert len(trips) == 1
         assert [g.value["i"] for g in got] == [i for _ in "abc" for i in range(5)]  # type: ignore[union-attr]
         assert store.get(("a",), "seed") is None
+
+
+async def test_async_hostile_names_and_bad_input(astore: AsyncRedisClusterStore) -> None:
+    """The async store takes the same names and refuses the same input as the sync
+    one, with nothing written."""
+    names = [("a:b",), ("a", "b"), ("{x}", "%41", "ü:}{"), ("*", "k:ey"), ("\u2028", " ")]
+    for i, ns in enumerate(names):
+        await astore.aput(ns, f"key:{{{i}}}%", {"i": i})
+    for i, ns in enumerate(names):
+        item = await astore.aget(ns, f"key:{{{i}}}%")
+        assert item is not None and item.value == {"i": i} and item.namespace == ns
+    assert sorted(await astore.alist_namespaces()) == sorted(names)
+    assert [i.value["i"] for i in await astore.asearch(("a",))] == [1]
+    with pytest.raises(TypeError, match="dict"):
+        await astore.aput(("u1",), "k", ["not", "a", "dict"])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="JSON"):
+        await astore.aput(("u1",), "k", {"when": object()})
+    with pytest.raises(InvalidNamespaceError):
+        await astore.aput(("a.b",), "k", {"n": 1})
+    with pytest.raises(ValueError, match="operator"):
+        await astore.asearch(("u1",), filter={"n": {"$regex": "x"}})
+    with pytest.raises(TypeError, match="JSON"):  # one bad put: none of the batch lands
+        await astore.abatch(
+            [PutOp(("u1",), "good", {"n": 1}), PutOp(("u2",), "bad", {"x": object()})]
+        )
+    assert await astore.aget(("u1",), "good") is None
+    assert sorted(await astore.alist_namespaces()) == sorted(names)
