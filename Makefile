@@ -113,6 +113,7 @@ bench-partition: venv system-deps
 # Our store against RedisStore, ValkeyStore, PostgresStore and InMemoryStore.
 bench-store: venv system-deps
 	$(PY) -m benchmarks.store
+	$(PY) -m benchmarks.store_vectors
 
 soak: venv system-deps
 	$(PY) -m benchmarks.soak

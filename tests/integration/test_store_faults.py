@@ -17,6 +17,7 @@ from redis.crc import key_slot
 from cluster.faults import kill_primary, migrate_slot, slot_owner, wait_for_failover
 from redis_cluster_saver.keys import KeyLayout
 from redis_cluster_saver.store import RedisClusterStore
+from tests.support.embeddings import DIMS, LetterEmbeddings
 from tests.support.servers import url_of
 
 from .conftest import deployment_for
@@ -124,26 +125,34 @@ def test_a_primary_killed_under_load_loses_no_durable_put(request: pytest.Fixtur
     assert lost == []
 
 
-def test_moving_a_busy_labels_slot_loses_nothing(request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize("indexed", [False, True], ids=["exact", "vector-index"])
+def test_moving_a_busy_labels_slot_loses_nothing(
+    request: pytest.FixtureRequest, indexed: bool
+) -> None:
     """A label's slot moves (IMPORTING/MIGRATING, key by key) while a writer puts, gets
     and searches under it: every call succeeds (ASK and MOVED waited out) and every put
-    is there afterwards, under the new owner."""
+    is there afterwards, under the new owner (with a vector index: found by a query
+    through the new owner's index too)."""
     dep = request.getfixturevalue("fresh_cluster")
     prefix = f"sm{uuid.uuid4().hex[:8]}"
+    options: dict[str, Any] = {"key_prefix": prefix}
+    if indexed:
+        options["index"] = {"dims": DIMS, "embed": LetterEmbeddings(), "fields": ["text"]}
+    query = "item" if indexed else None
     errors: list[BaseException] = []
     written: list[int] = []
     stop = threading.Event()
 
     def busy() -> None:
-        with RedisClusterStore.from_conn_string(dep.url, key_prefix=prefix) as store:
+        with RedisClusterStore.from_conn_string(dep.url, **options) as store:
             n = 0
             while not stop.is_set() and n < 20_000:
                 try:
-                    store.put(("mover", "mem"), f"k{n}", {"n": n})
+                    store.put(("mover", "mem"), f"k{n}", {"n": n, "text": f"item {n}"})
                     item = store.get(("mover", "mem"), f"k{n}")
-                    assert item is not None and item.value == {"n": n}
+                    assert item is not None and item.value["n"] == n
                     if n % 50 == 3:  # a search reads every item under the label
-                        assert len(store.search(("mover",), limit=3)) == 3
+                        assert len(store.search(("mover",), query=query, limit=3)) == 3
                 except BaseException as exc:
                     errors.append(exc)
                     return
@@ -162,6 +171,12 @@ def test_moving_a_busy_labels_slot_loses_nothing(request: pytest.FixtureRequest)
     worker.join(60)
     assert errors == []
     assert slot_owner(dep, slot).port == target.port
-    with RedisClusterStore.from_conn_string(dep.url, key_prefix=prefix) as store:
+    with RedisClusterStore.from_conn_string(dep.url, **options) as store:
         found = {item.value["n"] for item in store.search(("mover",), limit=100_000)}
+        if indexed:
+            sent: list[Any] = []
+            store.shell.hook = lambda event, trip: sent.extend(c.args[0] for c in trip.calls)
+            hits = store.search(("mover",), query=query, limit=len(written))
+            assert {h.value["n"] for h in hits} == set(written)
+            assert "FT.SEARCH" in sent and "ZRANGEBYSCORE" not in sent  # the index had all
     assert found == set(written) and len(written) > 20
