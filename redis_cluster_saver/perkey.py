@@ -206,9 +206,12 @@ def _newest(
     out: list[Entry] = []
     gone: list[Missing] = []  # listed, hash gone: answered whatever the filter
     carried: list[bytes] = []  # delta bases, whichever entry brought them
+    # without a filter every checkpoint still stored counts: ask for no more than the
+    # page (one gone meanwhile makes the loop ask again); with one, a batch
     while limit == 0 or len(out) < limit:
+        want = min(BATCH, limit - len(out)) if limit and not filters else BATCH
         (ids,) = yield one(
-            Command.of("ZREVRANGEBYLEX", keys.registry(ns), upper, "-", "LIMIT", 0, BATCH)
+            Command.of("ZREVRANGEBYLEX", keys.registry(ns), upper, "-", "LIMIT", 0, want)
         )
         rows, missing = yield from load_entries(keys, ns, [_s(i) for i in ids])
         gone += missing
@@ -216,7 +219,7 @@ def _newest(
             carried += entry.bases
             if matches(cp, filters) and (limit == 0 or len(out) < limit):
                 out.append(entry._replace(bases=[]))
-        if len(ids) < BATCH:
+        if len(ids) < want:
             break
         upper = f"({_s(ids[-1])}"
     if out:

@@ -10,6 +10,7 @@ can catch a refusal where it happens.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import functools
 import os
 import time
@@ -262,11 +263,20 @@ def _raised_by_redis(exc: BaseException) -> bool:
 
 
 def _pack(commands: list[tuple[Any, ...]], encoder: Any) -> list[bytes]:
-    """The commands in RESP, in one buffer: by hiredis in C when it is installed,
-    else by :func:`resp` (with the connection's ``encoder``'s text encoding)."""
-    if _hiredis_pack is not None:
+    """The commands in RESP, in one buffer: by hiredis in C when it is installed
+    (the ``hiredis`` extra) and the connection encodes text as UTF-8, as hiredis
+    does; else by :func:`resp`, in the connection's ``encoder``'s encoding."""
+    if _hiredis_pack is not None and _utf8(encoder.encoding, encoder.encoding_errors):
         return [b"".join([_hiredis_pack(c) for c in commands])]
     return [resp(commands, encoder.encoding, encoder.encoding_errors)]
+
+
+@functools.lru_cache(maxsize=8)
+def _utf8(encoding: str, errors: str) -> bool:
+    try:
+        return codecs.lookup(encoding).name == "utf-8" and errors == "strict"
+    except LookupError:
+        return False
 
 
 def resp(commands: list[tuple[Any, ...]], encoding: str = "utf-8", errors: str = "strict") -> bytes:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from redis.connection import Connection
+from redis.connection import Connection, PythonRespSerializer
 
 from redis_cluster_saver.shells import resp
 
@@ -43,6 +43,9 @@ def test_other_types_are_refused(bad: Any) -> None:
 @given(commands=st.lists(commands_, min_size=1, max_size=5))
 def test_same_bytes_as_redis_py_in_latin_1(commands: list[tuple[Any, ...]]) -> None:
     conn = Connection(encoding="latin-1", encoding_errors="replace")
+    # redis-py's own packer: with hiredis installed redis-py packs text as UTF-8
+    # whatever the encoding, which the saver's packer does not follow (see _pack)
+    conn._command_packer = PythonRespSerializer(conn._buffer_cutoff, conn.encoder.encode)
     packed = b"".join(conn.pack_commands(commands))
     assert resp(commands, "latin-1", "replace") == packed
 
@@ -52,3 +55,16 @@ def test_text_in_an_encoding_that_is_not_ascii_is_encoded_argument_by_argument()
     parts = [x.encode("utf-16") for x in ("SET", "k", "v")] + [b"12"]
     expected = b"*4\r\n" + b"".join(b"$%d\r\n%b\r\n" % (len(p), p) for p in parts)
     assert resp([("SET", "k", "v", 12)], "utf-16") == expected
+
+
+def test_the_c_packer_is_used_only_where_it_encodes_as_the_connection_does() -> None:
+    """hiredis packs text as UTF-8: for a connection with another encoding the saver
+    packs in Python, so a latin-1 client's values go as latin-1 either way."""
+    from redis_cluster_saver.shells import _pack
+
+    class Latin1:
+        encoding, encoding_errors = "latin-1", "strict"
+
+    assert _pack([("SET", "k", "\x80")], Latin1()) == [
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n\x80\r\n"
+    ]
