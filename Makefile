@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := redis-server nutcracker postgresql iptables
 TOPOLOGY ?= cluster
 
-.PHONY: venv system-deps lint unit integration langgraph-tests test demo bench bench-cross-thread bench-pool bench-graphs bench-retention bench-partition bench-store soak compat cluster-up cluster-down cluster-status clean
+.PHONY: venv system-deps lint unit integration langgraph-tests test demo bench bench-cross-thread bench-pool bench-graphs bench-cpu bench-retention bench-partition bench-store soak compat cluster-up cluster-down cluster-status clean
 
 venv: $(STAMP)
 
@@ -100,6 +100,11 @@ bench-pool: venv
 # loopback and behind the harness's latency proxy (0.5 and 2 ms RTT).
 bench-graphs: venv system-deps
 	$(PY) -m benchmarks.graphs
+
+# The saver's own CPU, client and server, per turn and per call, against the AWS
+# saver, plainredis, the reference and InMemorySaver, in every write mode.
+bench-cpu: venv system-deps
+	$(PY) -m benchmarks.cpu
 
 # A 10,000-step thread with retention={"keep_last": 10} against one without.
 bench-retention: venv

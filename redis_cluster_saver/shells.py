@@ -263,9 +263,9 @@ def _raised_by_redis(exc: BaseException) -> bool:
 
 
 def _pack(commands: list[tuple[Any, ...]], encoder: Any) -> list[bytes]:
-    """The commands in RESP, in one buffer: by hiredis in C when it is installed
-    (the ``hiredis`` extra) and the connection encodes text as UTF-8, as hiredis
-    does; else by :func:`resp`, in the connection's ``encoder``'s encoding."""
+    """The commands in RESP, in one buffer: by hiredis in C when it is installed and
+    the connection encodes text as UTF-8, as hiredis does; else by :func:`resp`, in
+    the connection's ``encoder``'s encoding."""
     if _hiredis_pack is not None and _utf8(encoder.encoding, encoder.encoding_errors):
         return [b"".join([_hiredis_pack(c) for c in commands])]
     return [resp(commands, encoder.encoding, encoder.encoding_errors)]
@@ -365,7 +365,7 @@ try:
     from hiredis import pack_command as _found
 
     _hiredis_pack = _found
-except ImportError:  # pragma: no cover - hiredis is an optional extra
+except ImportError:  # pragma: no cover - hiredis is optional
     _hiredis_pack = None
 
 
