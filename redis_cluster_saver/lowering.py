@@ -8,7 +8,8 @@ to put a shape on their client (one command, a pipeline, MULTI/EXEC on a node).
 
 The rule for an atomic trip of several calls: one APPLY script wherever scripts run
 (as atomic as MULTI/EXEC, one command on the wire, and the only way to check a
-precondition); MULTI/EXEC where only transactions run; its plain commands in their
+precondition), but MULTI/EXEC for plain commands on one endpoint where MULTI runs
+(cheaper for the server); MULTI/EXEC where only transactions run; its plain commands in their
 order where neither does (the plans order them so that none exposes a half-written
 checkpoint).
 """
@@ -121,12 +122,17 @@ def _atomic_shape(trip: RoundTrip, mode: Mode) -> Shape:
 
 
 def _scripted(trip: RoundTrip, mode: Mode) -> bool:
-    """The atomic trip goes as one APPLY script (see the module's docstring)."""
+    """The atomic trip goes as one APPLY script (see the module's docstring); on one
+    endpoint a trip of plain commands goes as MULTI/EXEC where that runs (cheaper for
+    the server; a cluster client keeps APPLY, which declares every key to a slot in
+    motion)."""
     if any(isinstance(c, Require) for c in trip.calls):
         return True
-    return mode.writes is WriteMode.SCRIPT or (
-        mode.scripts and mode.writes is WriteMode.TRANSACTION
-    )
+    if mode.writes is WriteMode.SCRIPT:
+        return True
+    if not (mode.scripts and mode.writes is WriteMode.TRANSACTION):
+        return False
+    return not (mode.one_endpoint and all(isinstance(c, Command) for c in trip.calls))
 
 
 def _durable(trip: RoundTrip, mode: Mode) -> Lowered:

@@ -75,6 +75,7 @@ class Shell:
         self.client = client
         self.mode = mode or Mode()
         self.cluster = is_cluster_client(client)
+        self.mode.one_endpoint = not self.cluster  # lowering: MULTI/EXEC as one packet
         self.hook: TripHook | None = None
 
     def notify(self, event: str, trip: RoundTrip) -> None:
@@ -137,6 +138,31 @@ class Shell:
             return self.client.get_node_from_key(key)
         except SlotNotCoveredError:
             return None
+
+    @staticmethod
+    def multi_packet(calls: Sequence[Command], encoder: Any) -> list[bytes]:
+        """MULTI, the calls, EXEC: one packet on one connection of a single-endpoint
+        client, read back without redis-py's pipeline machinery (which costs more
+        than the round trip itself)."""
+        return _pack([("MULTI",), *(c.args for c in calls), ("EXEC",)], encoder)
+
+    @staticmethod
+    def refusal(reply: Any, errors: list[ResponseError]) -> Any:
+        """A reply of a MULTI packet, its error kept aside (MULTI refused, a command
+        refused, EXECABORT): every reply is read, so the connection stays in step."""
+        if isinstance(reply, ResponseError):
+            errors.append(reply)
+        return reply
+
+    @staticmethod
+    def executed(replies: list[Any], errors: list[ResponseError]) -> list[Any]:
+        """EXEC's replies; the first error raised, as redis-py's transactions do."""
+        if errors:
+            raise errors[0]
+        for item in replies[-1]:
+            if isinstance(item, ResponseError):
+                raise item
+        return list(replies[-1])
 
     @staticmethod
     def next_trip(plan: Plan[T], outcome: Outcome) -> RoundTrip | None:
@@ -223,38 +249,36 @@ class SyncShell(Shell):
             pool.release(conn)
 
     def transaction(self, calls: Sequence[Command]) -> list[Any]:
-        """MULTI ... EXEC on one connection of a single-endpoint client: one packet,
-        read back without redis-py's pipeline machinery, which costs more than the
-        round trip itself. Every reply is read (the connection stays in step), then
-        the first error raised, as redis-py's transactions do; a connection that
-        failed mid-reply is dropped, never reused."""
+        """MULTI ... EXEC on one connection (:meth:`Shell.multi_packet`); a connection
+        that failed mid-reply is dropped, never reused."""
         pool = self.client.connection_pool
         conn = pool.get_connection()
         errors: list[ResponseError] = []
-
-        def reply() -> Any:
-            try:
-                return conn.read_response()
-            except ResponseError as exc:  # MULTI refused, a command refused, EXECABORT
-                errors.append(exc)
-                return exc
-
         try:
-            conn.send_packed_command(
-                _pack([("MULTI",), *(c.args for c in calls), ("EXEC",)], conn.encoder)
-            )
-            replies = [reply() for _ in range(len(calls) + 2)][-1]
+            conn.send_packed_command(self.multi_packet(calls, conn.encoder))
+            replies = [self.refusal(_reply(conn), errors) for _ in range(len(calls) + 2)]
         except BaseException:
             conn.disconnect()
             raise
         finally:
             pool.release(conn)
-        if errors:
-            raise errors[0]
-        for item in replies:
-            if isinstance(item, ResponseError):
-                raise item
-        return list(replies)
+        return self.executed(replies, errors)
+
+
+def _reply(conn: Any) -> Any:
+    """The next reply on a sync connection, an error reply as its exception."""
+    try:
+        return conn.read_response()
+    except ResponseError as exc:
+        return exc
+
+
+async def _areply(conn: Any) -> Any:
+    """The same on an asyncio connection."""
+    try:
+        return await conn.read_response()
+    except ResponseError as exc:
+        return exc
 
 
 def _raised_by_redis(exc: BaseException) -> bool:
@@ -476,6 +500,8 @@ class AsyncShell(Shell):
             return []
         if low.shape is Shape.NODE:
             return await self.on_node(low)
+        if low.shape is Shape.TRANSACTION and not self.cluster:
+            return await self.transaction(low.calls)
         if low.shape is not Shape.ONE:
             transaction = low.shape is Shape.TRANSACTION
             routes = self.cluster and not transaction
@@ -552,6 +578,21 @@ class AsyncShell(Shell):
         finally:
             self.in_flight -= 1
             await pool.release(conn)
+
+    async def transaction(self, calls: Sequence[Command]) -> list[Any]:
+        """As SyncShell.transaction; a cancelled call drops its connection too."""
+        pool = self.client.connection_pool
+        conn = await pool.get_connection()
+        errors: list[ResponseError] = []
+        try:
+            await _send(conn, self.multi_packet(calls, conn.encoder))
+            replies = [self.refusal(await _areply(conn), errors) for _ in range(len(calls) + 2)]
+        except BaseException:
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)
+        return self.executed(replies, errors)
 
 
 async def _send(conn: Any, packet: list[bytes]) -> None:

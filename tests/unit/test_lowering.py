@@ -61,6 +61,26 @@ def test_an_atomic_trip_is_one_apply_script_wherever_scripts_run(mode: Mode) -> 
     assert low.replies([packed(1, 1)]) == [1, 1]
 
 
+def test_on_one_endpoint_an_atomic_trip_of_plain_commands_is_multi_exec() -> None:
+    """Where the client talks to one endpoint and MULTI runs, a write of plain commands
+    goes as MULTI/EXEC even though scripts run: one packet either way, and the server
+    spends less than on APPLY (26 against 67 us a put_writes on valkey 9.1). A write
+    that must check a precondition, or runs a script inline, stays one APPLY call; a
+    cluster client keeps APPLY, which declares its keys to a slot in motion."""
+    single = Mode(WriteMode.TRANSACTION, scripts=True, one_endpoint=True)
+    low = lower(RoundTrip(WRITE, atomic=True), single)
+    assert low.shape is Shape.TRANSACTION and low.calls == WRITE and low.one is None
+    checked = lower(RoundTrip((Require(K, ("f",)), *WRITE), atomic=True), single)
+    assert checked.shape is Shape.ONE and isinstance(checked.one, ScriptCall)
+    touch = ScriptCall(scripts.TOUCH, (K,), ("h", 5))
+    inline = lower(RoundTrip((*WRITE, touch), atomic=True), single)
+    assert inline.shape is Shape.ONE and inline.one.script is scripts.APPLY  # type: ignore[union-attr]
+    script_only = Mode(WriteMode.SCRIPT, scripts=True, one_endpoint=True)
+    assert lower(RoundTrip(WRITE, atomic=True), script_only).shape is Shape.ONE
+    durable = lower(RoundTrip(WRITE, atomic=True, wait=(1, 100)), single)
+    assert [c.args[0] for c in durable.calls] == ["MULTI", "HSET", "ZADD", "EXEC", "WAIT"]
+
+
 def test_an_atomic_trip_is_multi_exec_where_only_transactions_run() -> None:
     low = lower(RoundTrip(WRITE, atomic=True), MULTI_ONLY)
     assert low.shape is Shape.TRANSACTION and low.calls == WRITE and low.one is None
