@@ -197,6 +197,7 @@ def as_script(trip: RoundTrip) -> tuple[ScriptCall, tuple[int, ...]]:
     argv: list[Arg] = []
     declared: dict[str, None] = {}
     pieces: list[int] = []
+    script = scripts.APPLY_PLAIN
     for call in trip.calls:
         for key in keys_of(call):
             declared[key] = None
@@ -209,11 +210,12 @@ def as_script(trip: RoundTrip) -> tuple[ScriptCall, tuple[int, ...]]:
             if name is None:
                 raise ValueError(f"APPLY cannot run the {call.script.name!r} script inline")
             parts = [(name, *call.args)]
+            script = scripts.APPLY  # with the helpers the pseudo commands run
         pieces.append(len(parts))
         for part in parts:
             argv.append(len(part))
             argv += part
-    return ScriptCall(scripts.APPLY, tuple(declared), tuple(argv)), tuple(pieces)
+    return ScriptCall(script, tuple(declared), tuple(argv)), tuple(pieces)
 
 
 def _per_call(replies: Any, pieces: tuple[int, ...]) -> list[Any]:
