@@ -58,7 +58,8 @@ class NodePipe:
 
         self.conn: Any = None
         """The node's connection carrying the calls in flight, if any."""
-        self.waiting: deque[asyncio.Future[Any]] = deque()
+        self.waiting: deque[tuple[asyncio.Future[Any], int]] = deque()
+        """Each call's future, and how many replies its packet has."""
         self.outbox: list[bytes] = []
         self.flushing = False
         self.broken = False
@@ -76,16 +77,19 @@ class NodePipe:
             return self.shared
         return not (self.broken or should_reconnect(conn))
 
-    def send(self, packet: list[bytes]) -> asyncio.Future[Any] | None:
-        """Queue ``packet`` (one command) on the open connection: the future of its
-        reply, or None when the connection has to be taken or opened first (then
-        :meth:`call`). Most calls of a burst come here, without a coroutine."""
+    def send(self, packet: list[bytes], replies: int = 1) -> asyncio.Future[Any] | None:
+        """Queue ``packet`` (one command, or a MULTI/EXEC block of ``replies``
+        replies) on the open connection: the future of its reply (a block's: the list
+        of its replies, error replies among them as exceptions), or None when the
+        connection has to be taken or opened first (then :meth:`call`). Most calls
+        of a burst come here, without a coroutine."""
         if self.conn is None or self.opening is not None or self.broken:
             return None
-        return self._queue(packet)
+        return self._queue(packet, replies)
 
-    async def call(self, packet: list[bytes]) -> Any:
-        """The reply to ``packet`` (one command), written with whatever else is queued."""
+    async def call(self, packet: list[bytes], replies: int = 1) -> Any:
+        """The reply to ``packet`` (as :meth:`send`), written with whatever else is
+        queued."""
         if self.conn is None:  # the first call of a burst takes a connection and opens it
             self.conn = self.node.acquire_connection()  # a full node raises, as through the client
             self.opening = asyncio.ensure_future(self._open(self.conn))
@@ -95,12 +99,12 @@ class NodePipe:
                 raise ConnectionError(f"could not connect to {self.node.name}") from failure
         if self.broken or self.conn is None:
             raise ConnectionError("the node's connection failed")
-        return await self._queue(packet)
+        return await self._queue(packet, replies)
 
-    def _queue(self, packet: list[bytes]) -> asyncio.Future[Any]:
+    def _queue(self, packet: list[bytes], replies: int) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Any] = loop.create_future()
-        self.waiting.append(reply)
+        self.waiting.append((reply, replies))
         self.outbox += packet
         if not self.flushing:
             self.flushing = True
@@ -144,20 +148,23 @@ class NodePipe:
         (dropped first if it failed)."""
         try:
             while self.waiting and not self.broken:
-                try:
-                    reply: Any = await conn.read_response()
-                    failed = False
-                except ResponseError as exc:  # read whole: the connection is in step
-                    reply, failed = exc, True
+                got: list[Any] = []
+                for _ in range(self.waiting[0][1]):
+                    try:
+                        got.append(await conn.read_response())
+                    except ResponseError as exc:  # read whole: the connection is in step
+                        got.append(exc)
                 if self.broken:
                     break
-                head = self.waiting.popleft()
+                head, count = self.waiting.popleft()
                 if head.done():
                     continue  # its caller was cancelled
-                if failed:
-                    head.set_exception(reply)
+                if count > 1:
+                    head.set_result(got)
+                elif isinstance(got[0], ResponseError):
+                    head.set_exception(got[0])
                 else:
-                    head.set_result(reply)
+                    head.set_result(got[0])
         except BaseException as exc:  # redis-py dropped the connection (read_response)
             self.fail(exc)
             if not isinstance(exc, Exception):
@@ -175,7 +182,7 @@ class NodePipe:
         self.outbox.clear()
         kind = TimeoutError if isinstance(exc, TimeoutError) else ConnectionError
         while self.waiting:
-            reply = self.waiting.popleft()
+            reply, _ = self.waiting.popleft()
             if not reply.done():
                 error = kind(f"the node's shared connection failed: {exc}")
                 error.__cause__ = exc

@@ -580,10 +580,25 @@ class AsyncShell(Shell):
             await pool.release(conn)
 
     async def transaction(self, calls: Sequence[Command]) -> list[Any]:
-        """As SyncShell.transaction; a cancelled call drops its connection too."""
+        """As SyncShell.transaction: on the connection the calls in flight share
+        (as :meth:`direct`), or alone on a connection of its own."""
+        count = len(calls) + 2
+        pipe = self.single_pipe
+        if pipe is not None and pipe.usable() and (pipe.conn is not None or self.in_flight):
+            packet = self.multi_packet(calls, pipe.encoder)
+            try:
+                replies = await (pipe.send(packet, count) or pipe.call(packet, count))
+            except REROUTE:  # the shared connection failed: nothing says it ran
+                return await self.transaction_alone(calls)
+            return self.executed(replies, [r for r in replies if isinstance(r, ResponseError)])
+        return await self.transaction_alone(calls)
+
+    async def transaction_alone(self, calls: Sequence[Command]) -> list[Any]:
+        """MULTI/EXEC on a connection of its own; a cancelled call drops it too."""
         pool = self.client.connection_pool
         conn = await pool.get_connection()
         errors: list[ResponseError] = []
+        self.in_flight += 1
         try:
             await _send(conn, self.multi_packet(calls, conn.encoder))
             replies = [self.refusal(await _areply(conn), errors) for _ in range(len(calls) + 2)]
@@ -591,6 +606,7 @@ class AsyncShell(Shell):
             await conn.disconnect()
             raise
         finally:
+            self.in_flight -= 1
             await pool.release(conn)
         return self.executed(replies, errors)
 

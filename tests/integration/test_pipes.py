@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import redis
+from redis.exceptions import ResponseError
 
 from redis_cluster_saver import AsyncRedisClusterSaver
 from redis_cluster_saver.pipes import NodePipe
@@ -191,3 +192,49 @@ async def test_a_single_endpoints_shared_connection_lost_sends_the_calls_again(
     assert dropped
     assert [t.checkpoint["channel_values"] for t in tuples if t] == [{"n": i} for i in range(20)]
     assert await single.aget_tuple(config(threads[0])) is not None
+
+
+async def test_writes_in_flight_on_a_single_endpoint_share_a_connection(
+    single: AsyncRedisClusterSaver, sent: list[bytes]
+) -> None:
+    """Concurrent writes sent as MULTI/EXEC go out together on the shared connection,
+    each block read whole and answered to its own caller: the pool is not drained one
+    connection per write."""
+    threads = [f"w{i}" for i in range(40)]
+    stored = []
+    for i, t in enumerate(threads):
+        stored.append(await single.aput(config(t), checkpoint(i), {"i": i}, {"n": 1}))
+    sent.clear()
+    await asyncio.gather(
+        *(single.aput_writes(c, [("a", i), ("b", -i)], "task") for i, c in enumerate(stored))
+    )
+    blocks = [commands_in(p).count("MULTI") for p in sent]
+    assert sum(blocks) == 40 and max(blocks) > 1, blocks  # several blocks in one write
+    pool = single.client.connection_pool
+    assert len(pool._in_use_connections) + len(pool._available_connections) <= 4
+    for i, c in enumerate(stored):
+        tup = await single.aget_tuple(c)
+        assert tup is not None
+        assert sorted(v for _, _, v in tup.pending_writes or []) == sorted([i, -i])
+
+
+async def test_a_refused_write_in_a_shared_block_fails_only_its_caller(
+    single: AsyncRedisClusterSaver,
+) -> None:
+    """An error inside one MULTI/EXEC block on the shared connection (a command of the
+    block refused: here a key of the wrong type) reaches that caller alone; the others
+    in flight are written."""
+    good = [await single.aput(config(f"g{i}"), checkpoint(i), {}, {"n": 1}) for i in range(8)]
+    bad = await single.aput(config("bad"), checkpoint(99), {}, {"n": 1})
+    keys = single.ops.layout.thread("bad")
+    admin = single.client
+    write_keys = keys.write_keys
+    await admin.delete(write_keys)
+    await admin.set(write_keys, "not a set")  # SADD into it fails inside EXEC
+    results = await asyncio.gather(
+        *(single.aput_writes(c, [("a", 1)], "task") for c in [*good, bad]),
+        return_exceptions=True,
+    )
+    assert all(r is None for r in results[:-1]), results
+    assert isinstance(results[-1], ResponseError) and "WRONGTYPE" in str(results[-1])
+    await admin.delete(write_keys)
