@@ -7,10 +7,10 @@ and the reader's chain of coroutines kept alive while it waits. Calls to one nod
 at the same time share one of the node's connections here instead: the packets
 queued in one turn of the event loop go out in one write, and one reader takes the
 replies off in order (often several per receive) and hands each to its caller.
-Each call is still one command (a whole write is one script, as atomic as before);
-only the socket is shared. The connection is the node's own, taken when a call
-finds none in use and given back when the last reply is in, so a node never has
-more connections out than trips in flight.
+Each call is still one command or one MULTI/EXEC block (a whole write, as atomic
+as before, its replies read together); only the socket is shared. The connection
+is the node's own, taken when a call finds none in use and given back when the last
+reply is in, so a node never has more connections out than trips in flight.
 
 Failures are the connection's: an error reply goes to its own caller (the
 connection stays in step); a lost connection, a read timeout or anything else that
