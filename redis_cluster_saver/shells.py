@@ -147,18 +147,14 @@ class Shell:
         return _pack([("MULTI",), *(c.args for c in calls), ("EXEC",)], encoder)
 
     @staticmethod
-    def refusal(reply: Any, errors: list[ResponseError]) -> Any:
-        """A reply of a MULTI packet, its error kept aside (MULTI refused, a command
-        refused, EXECABORT): every reply is read, so the connection stays in step."""
-        if isinstance(reply, ResponseError):
-            errors.append(reply)
-        return reply
-
-    @staticmethod
-    def executed(replies: list[Any], errors: list[ResponseError]) -> list[Any]:
-        """EXEC's replies; the first error raised, as redis-py's transactions do."""
-        if errors:
-            raise errors[0]
+    def executed(replies: list[Any]) -> list[Any]:
+        """EXEC's replies, from every reply of a MULTI packet (all read, so the
+        connection stays in step, error replies among them as exceptions: MULTI
+        refused, a command refused, EXECABORT); the first error raised, as
+        redis-py's transactions do."""
+        for item in replies:
+            if isinstance(item, ResponseError):
+                raise item
         for item in replies[-1]:
             if isinstance(item, ResponseError):
                 raise item
@@ -253,16 +249,15 @@ class SyncShell(Shell):
         that failed mid-reply is dropped, never reused."""
         pool = self.client.connection_pool
         conn = pool.get_connection()
-        errors: list[ResponseError] = []
         try:
             conn.send_packed_command(self.multi_packet(calls, conn.encoder))
-            replies = [self.refusal(_reply(conn), errors) for _ in range(len(calls) + 2)]
+            replies = [_reply(conn) for _ in range(len(calls) + 2)]
         except BaseException:
             conn.disconnect()
             raise
         finally:
             pool.release(conn)
-        return self.executed(replies, errors)
+        return self.executed(replies)
 
 
 def _reply(conn: Any) -> Any:
@@ -563,15 +558,24 @@ class AsyncShell(Shell):
     """Calls on connections of their own (:meth:`alone`) awaiting their replies."""
 
     async def alone(self, *args: Any) -> Any:
-        """As SyncShell.direct; a cancelled call drops its connection too."""
+        """As SyncShell.direct."""
+        (reply,) = await self.on_own_connection(lambda encoder: _pack([args], encoder), 1)
+        if isinstance(reply, ResponseError):
+            raise reply
+        return reply
+
+    async def on_own_connection(
+        self, packet: Callable[[Any], list[bytes]], replies: int
+    ) -> list[Any]:
+        """The ``replies`` replies (error replies as exceptions, which leave the
+        connection in step) to ``packet(encoder)``, on a connection of the pool's
+        own; one that failed otherwise, or whose call was cancelled, is dropped."""
         pool = self.client.connection_pool
         conn = await pool.get_connection()
         self.in_flight += 1
         try:
-            await _send(conn, _pack([args], conn.encoder))
-            return await conn.read_response()
-        except ResponseError:
-            raise
+            await _send(conn, packet(conn.encoder))
+            return [await _areply(conn) for _ in range(replies)]
         except BaseException:
             await conn.disconnect()
             raise
@@ -587,28 +591,13 @@ class AsyncShell(Shell):
         if pipe is not None and pipe.usable() and (pipe.conn is not None or self.in_flight):
             packet = self.multi_packet(calls, pipe.encoder)
             try:
-                replies = await (pipe.send(packet, count) or pipe.call(packet, count))
+                shared = await (pipe.send(packet, count) or pipe.call(packet, count))
             except REROUTE:  # the shared connection failed: nothing says it ran
-                return await self.transaction_alone(calls)
-            return self.executed(replies, [r for r in replies if isinstance(r, ResponseError)])
-        return await self.transaction_alone(calls)
-
-    async def transaction_alone(self, calls: Sequence[Command]) -> list[Any]:
-        """MULTI/EXEC on a connection of its own; a cancelled call drops it too."""
-        pool = self.client.connection_pool
-        conn = await pool.get_connection()
-        errors: list[ResponseError] = []
-        self.in_flight += 1
-        try:
-            await _send(conn, self.multi_packet(calls, conn.encoder))
-            replies = [self.refusal(await _areply(conn), errors) for _ in range(len(calls) + 2)]
-        except BaseException:
-            await conn.disconnect()
-            raise
-        finally:
-            self.in_flight -= 1
-            await pool.release(conn)
-        return self.executed(replies, errors)
+                shared = None
+            if shared is not None:
+                return self.executed(shared)
+        own = await self.on_own_connection(lambda e: self.multi_packet(calls, e), count)
+        return self.executed(own)
 
 
 async def _send(conn: Any, packet: list[bytes]) -> None:
