@@ -1,6 +1,6 @@
 """The saver's own CPU, client and server, apart from the serializer's.
 
-    python -m benchmarks.cpu [--turns 20] [--rounds 3] [--savers ours,aws,...]
+    python -m benchmarks.cpu [--turns 20] [--rounds 5] [--savers ours,aws,...]
 
 Two parts, each in interleaved rounds on one valkey 9.1 (with RedisJSON and
 RediSearch, which the reference saver needs), every saver under its own prefix:
@@ -17,6 +17,10 @@ RediSearch, which the reference saver needs), every saver under its own prefix:
   spent in the saver's serializer (a timing wrapper around ``saver.serde``); server
   microseconds per call are the server's CPU growth over the calls.
 
+The garbage collector runs before each measured block, so that no saver pays for
+what the last one left; the figures of one configuration still move between runs on
+a small VM, which is why there are five rounds and medians.
+
 Our saver runs in each write mode (``apply``: the default, writes as one APPLY
 script; ``multi``: ``scripts=False``, writes in MULTI/EXEC and plain reads;
 ``script``: ``transactions=False``; ``per-key``: neither), sync and async. Not part
@@ -29,6 +33,7 @@ import argparse
 import asyncio
 import contextlib
 import copy
+import gc
 import os
 import platform
 import statistics
@@ -242,6 +247,7 @@ async def turns(saver: Saver, saver_obj: Any, count: int, admin: redis.Redis) ->
     try:
         await turn(0)  # warm
         config = {"configurable": {"thread_id": f"t{_tag()}"}}
+        gc.collect()  # each saver starts with nothing left for the collector by the last
         server0, cpu0, wall0 = server_cpu(admin), time.process_time(), time.perf_counter()
         for n in range(count):
             await turn(n)
@@ -266,6 +272,7 @@ async def calls(
     server: dict[str, float] = {}
 
     async def measure(op: str, work: list[tuple[Any, ...]]) -> None:
+        gc.collect()
         ser0, server0, cpu0 = timed.seconds, server_cpu(admin), time.process_time()
         for args in work:
             await caller.call(op, *args)
@@ -372,7 +379,7 @@ def server() -> Iterator[str]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--turns", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
         "--savers",
         type=lambda s: s.split(","),
