@@ -9,9 +9,9 @@ to put a shape on their client (one command, a pipeline, MULTI/EXEC on a node).
 The rule for an atomic trip of several calls: one APPLY script wherever scripts run
 (as atomic as MULTI/EXEC, one command on the wire, and the only way to check a
 precondition), but MULTI/EXEC for plain commands on one endpoint where MULTI runs
-(cheaper for the server); MULTI/EXEC where only transactions run; its plain commands in their
-order where neither does (the plans order them so that none exposes a half-written
-checkpoint).
+(cheaper for the server); MULTI/EXEC where only transactions run; its plain commands
+in their order where neither does (the plans order them so that none exposes a
+half-written checkpoint).
 """
 
 from __future__ import annotations

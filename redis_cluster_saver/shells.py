@@ -545,9 +545,9 @@ class AsyncShell(Shell):
         """A script call on a single-endpoint client: one packet on the connection
         the calls in flight share (:class:`~.pipes.NodePipe`), or, where that
         connection failed or none is free, on a connection of its own."""
-        pipe = self.single_pipe
-        if pipe is None or not pipe.usable() or (pipe.conn is None and not self.in_flight):
-            return await self.alone(*args)  # alone: cheaper than a burst of one
+        pipe = self.burst()
+        if pipe is None:
+            return await self.alone(*args)
         packet = _pack([args], pipe.encoder)
         try:
             return await (pipe.send(packet) or pipe.call(packet))
@@ -556,6 +556,15 @@ class AsyncShell(Shell):
 
     in_flight = 0
     """Calls on connections of their own (:meth:`alone`) awaiting their replies."""
+
+    def burst(self) -> NodePipe | None:
+        """The single endpoint's shared connection, where a call should join it: it
+        is usable and calls are in flight (a call alone is cheaper on a connection
+        of its own than as a burst of one)."""
+        pipe = self.single_pipe
+        if pipe is None or not pipe.usable() or (pipe.conn is None and not self.in_flight):
+            return None
+        return pipe
 
     async def alone(self, *args: Any) -> Any:
         """As SyncShell.direct."""
@@ -587,8 +596,8 @@ class AsyncShell(Shell):
         """As SyncShell.transaction: on the connection the calls in flight share
         (as :meth:`direct`), or alone on a connection of its own."""
         count = len(calls) + 2
-        pipe = self.single_pipe
-        if pipe is not None and pipe.usable() and (pipe.conn is not None or self.in_flight):
+        pipe = self.burst()
+        if pipe is not None:
             packet = self.multi_packet(calls, pipe.encoder)
             try:
                 shared = await (pipe.send(packet, count) or pipe.call(packet, count))
